@@ -1,0 +1,40 @@
+# The two ways in: `make run` (the whole pipeline on the sample) and `make test`.
+# Both first set up everything: a venv in .venv with every dependency pinned
+# (constraints.txt), and the sample dataset in data/ as data.dvc records it.
+
+PYTHON ?= python3.11
+VENV   := .venv
+STAMP  := $(VENV)/.installed
+
+# The venv's bin/ first: dvc.yaml calls `mmops`, MLflow serving starts `uvicorn` by name.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+# Offline by design: no usage statistics, no model hub.
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export DO_NOT_TRACK := 1
+export GX_ANALYTICS_ENABLED := false
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: run test install data clean-artifacts
+
+run: data
+	dvc repro
+	mmops summary
+
+test: data
+	pytest -m "slow or not slow"
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -c constraints.txt -e '.[dev]'
+	$(VENV)/bin/pip check
+	touch $@
+
+data: install
+	mmops sample
+
+clean-artifacts:
+	rm -rf artifacts dvc_plots

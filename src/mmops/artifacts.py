@@ -1,0 +1,56 @@
+"""Atomic writes: an artifact is either complete or absent, never half-written."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _write(path: Path, writer: Callable[[Path], Any]) -> Path:
+    with atomic_path(path) as tmp:
+        writer(tmp)
+    return Path(path)
+
+
+def write_json(path: Path, obj: Any) -> Path:
+    """Write `obj` as indented, key-sorted JSON."""
+    text = json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n"
+    return _write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_csv(path: Path, frame: pd.DataFrame) -> Path:
+    """Write a frame as UTF-8 CSV without the index."""
+    return _write(path, lambda tmp: frame.to_csv(tmp, index=False))
+
+
+def save_torch(path: Path, obj: Any) -> Path:
+    """`torch.save` a dict of tensors and plain values (loadable with `weights_only=True`)."""
+    return _write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def load_torch(path: Path) -> Any:
+    """Load what `save_torch` wrote, never unpickling arbitrary objects."""
+    return torch.load(path, map_location="cpu", weights_only=True)

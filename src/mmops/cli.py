@@ -1,0 +1,86 @@
+"""`mmops`: the command line. It parses, loads params, calls a stage or helper, prints a summary."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from mmops.config import Layout, load_params
+
+
+def _stage(args: argparse.Namespace) -> int:
+    from mmops import stages
+
+    params = load_params(args.params)
+    layout = Layout(Path(args.artifacts))
+    kwargs = {"device": args.device} if args.name in ("featurize", "train") and args.device else {}
+    result = getattr(stages, args.name)(params, layout, **kwargs)
+    print(f"[{args.name}] {json.dumps(result, default=str)}")
+    return 0
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from mmops.data.sample import ensure_sample
+
+    print(ensure_sample(Path(args.data), Path(args.cache), dvc_file=args.dvc_file))
+    return 0
+
+
+def _summary(args: argparse.Namespace) -> int:
+    layout = Layout(Path(args.artifacts))
+    metrics = json.loads(layout.metrics.read_text())
+    print(f"\nTest split ({metrics['test_samples']} samples):")
+    print(f"  {'model':<8} {'accuracy':>9} {'macro-F1':>9}")
+    for name in ("fused", "image", "text"):
+        scores = metrics["test"][name]
+        print(f"  {name:<8} {scores['accuracy']:>9.3f} {scores['macro_f1']:>9.3f}")
+    if layout.registered.exists():
+        reg = json.loads(layout.registered.read_text())
+        print(f"\nRegistered: {reg['name']} version {reg['version']} (alias '{reg['alias']}'), run {reg['run_id']}")
+        print(f"  tracking store: {reg['tracking_uri']}")
+    print("\nWhere to look:")
+    print("  metrics:   dvc metrics show    (files under artifacts/)")
+    print("  plots:     dvc plots show      (writes dvc_plots/index.html)")
+    print("  MLflow UI: .venv/bin/mlflow ui  (then open http://127.0.0.1:5000)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mmops", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    from mmops.stages import STAGES
+
+    stage = sub.add_parser("stage", help="run one pipeline stage (what dvc.yaml calls)")
+    stage.add_argument("name", choices=STAGES)
+    stage.add_argument("--params", default="params.yaml")
+    stage.add_argument("--artifacts", default="artifacts")
+    stage.add_argument("--device", default=None, help="override the automatic choice (cuda/cpu)")
+    stage.set_defaults(func=_stage)
+
+    sample = sub.add_parser("sample", help="materialise the sample dataset into data/ as data.dvc records it")
+    sample.add_argument("--data", default="data")
+    sample.add_argument("--cache", default=".cache/npm")
+    sample.add_argument("--dvc-file", default="data.dvc")
+    sample.set_defaults(func=_sample)
+
+    summary = sub.add_parser("summary", help="print the scores, the registered version and where to look")
+    summary.add_argument("--artifacts", default="artifacts")
+    summary.set_defaults(func=_summary)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, RuntimeError, FileNotFoundError) as err:
+        # Bad input and broken preconditions: the message names the file/row; no traceback.
+        print(f"mmops: error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

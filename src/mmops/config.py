@@ -1,0 +1,185 @@
+"""Typed configuration: one frozen dataclass per `params.yaml` section, and the artifact layout."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Manifest column names (the manifest may use its own; stages use these canonical ones)."""
+
+    id: str = "sample_id"
+    image: str = "image"
+    text: str = "text"
+    label: str = "label"
+
+
+@dataclass(frozen=True)
+class DataParams:
+    root: Path = Path("data")
+    manifest: Path = Path("data/metadata.csv")
+    columns: Columns = field(default_factory=Columns)
+    labels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CleanParams:
+    max_image_pixels: int = 4_000_000
+
+
+@dataclass(frozen=True)
+class SplitParams:
+    salt: str = "mmops-v1"
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+
+
+@dataclass(frozen=True)
+class FeaturizeParams:
+    image_size: int = 128
+    batch_size: int = 64
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    seed: int = 0
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    hidden_dim: int = 256
+    dropout: float = 0.2
+
+
+@dataclass(frozen=True)
+class RegisterParams:
+    model_name: str = "mmops-classifier"
+    experiment: str = "mmops"
+    alias: str = "challenger"
+
+
+@dataclass(frozen=True)
+class Params:
+    data: DataParams
+    clean: CleanParams = field(default_factory=CleanParams)
+    split: SplitParams = field(default_factory=SplitParams)
+    featurize: FeaturizeParams = field(default_factory=FeaturizeParams)
+    train: TrainParams = field(default_factory=TrainParams)
+    register: RegisterParams = field(default_factory=RegisterParams)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON-able form (paths as strings, tuples as lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self), default=str))
+
+    def digest(self) -> str:
+        """A short stable hash of every parameter, for lineage tags."""
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _build(cls: type, raw: dict[str, Any] | None, section: str) -> Any:
+    raw = dict(raw or {})
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ValueError(f"params.yaml: unknown key(s) in '{section}': {', '.join(unknown)}")
+    return cls(**raw)
+
+
+def params_from_dict(raw: dict[str, Any], base: Path = Path(".")) -> Params:
+    """Build `Params` from the parsed YAML; relative data paths are resolved against `base`."""
+    sections = {"data", "clean", "split", "featurize", "train", "register"}
+    unknown = sorted(set(raw) - sections)
+    if unknown:
+        raise ValueError(f"params.yaml: unknown section(s): {', '.join(unknown)}")
+    data_raw = dict(raw.get("data") or {})
+    if not data_raw.get("labels"):
+        raise ValueError("params.yaml: 'data.labels' must list the classes")
+    data = DataParams(
+        root=base / data_raw.pop("root", "data"),
+        manifest=base / data_raw.pop("manifest", "data/metadata.csv"),
+        columns=_build(Columns, data_raw.pop("columns", None), "data.columns"),
+        labels=tuple(str(label) for label in data_raw.pop("labels")),
+    )
+    if data_raw:
+        raise ValueError(f"params.yaml: unknown key(s) in 'data': {', '.join(sorted(data_raw))}")
+    return Params(
+        data=data,
+        clean=_build(CleanParams, raw.get("clean"), "clean"),
+        split=_build(SplitParams, raw.get("split"), "split"),
+        featurize=_build(FeaturizeParams, raw.get("featurize"), "featurize"),
+        train=_build(TrainParams, raw.get("train"), "train"),
+        register=_build(RegisterParams, raw.get("register"), "register"),
+    )
+
+
+def load_params(path: Path = Path("params.yaml")) -> Params:
+    """Read `params.yaml`; data paths in it are relative to the file's folder."""
+    path = Path(path)
+    with path.open(encoding="utf-8") as fh:
+        raw = yaml.safe_load(fh) or {}
+    return params_from_dict(raw, base=path.parent)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where each stage writes, under `artifacts/<stage>/`. dvc.yaml declares the same paths
+    (a test checks they agree)."""
+
+    root: Path = Path("artifacts")
+
+    @property
+    def validation(self) -> Path:
+        return self.root / "validate" / "validation.json"
+
+    @property
+    def clean_manifest(self) -> Path:
+        return self.root / "clean" / "manifest.csv"
+
+    @property
+    def rejects(self) -> Path:
+        return self.root / "clean" / "rejects.csv"
+
+    @property
+    def clean_metrics(self) -> Path:
+        return self.root / "clean" / "metrics.json"
+
+    @property
+    def split_manifest(self) -> Path:
+        return self.root / "split" / "manifest.csv"
+
+    @property
+    def features(self) -> Path:
+        return self.root / "featurize" / "features.pt"
+
+    @property
+    def model(self) -> Path:
+        return self.root / "train" / "model.pt"
+
+    @property
+    def history(self) -> Path:
+        return self.root / "train" / "history.csv"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "evaluate" / "metrics.json"
+
+    @property
+    def confusion(self) -> Path:
+        return self.root / "evaluate" / "confusion.csv"
+
+    @property
+    def predictions(self) -> Path:
+        return self.root / "evaluate" / "predictions.csv"
+
+    @property
+    def registered(self) -> Path:
+        return self.root / "register" / "model_version.json"

@@ -1,0 +1,131 @@
+"""Validation of the raw manifest with a Great Expectations 1.x suite.
+
+Media checks that GE cannot do by itself (does the file exist, does its path stay inside
+`data/`) become a derived column that the suite checks like any other, so every failure is
+reported in one result.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mmops.config import DataParams
+from mmops.data.manifest import CANONICAL, LINE, resolve_media, source_names
+
+IMAGE_STATUS = "image_status"
+OK = "ok"
+
+
+class ValidationError(ValueError):
+    """The manifest violates the suite; the message lists every violation with its line."""
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    success: bool
+    failures: list[str]  # one readable line per violation
+    result: dict[str, Any]  # the GE validation result, JSON-able
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"success": self.success, "failures": self.failures, "great_expectations": self.result}
+
+
+def image_status(root: Path, relative: str) -> str:
+    """'ok', or why the image at `relative` cannot be used."""
+    try:
+        path = resolve_media(root, relative)
+    except ValueError as err:
+        return str(err)
+    return OK if path.is_file() else "file not found"
+
+
+def _with_media_checks(frame: pd.DataFrame, root: Path) -> pd.DataFrame:
+    if "image" not in frame.columns:
+        return frame
+    return frame.assign(**{IMAGE_STATUS: [image_status(root, p) for p in frame["image"]]})
+
+
+def _expectations(frame: pd.DataFrame, params: DataParams) -> list[Any]:
+    import great_expectations as gx
+
+    checks: list[Any] = [gx.expectations.ExpectColumnToExist(column=key) for key in CANONICAL]
+    present = set(frame.columns)
+    if "sample_id" in present:
+        checks.append(gx.expectations.ExpectColumnValuesToBeUnique(column="sample_id"))
+        checks.append(gx.expectations.ExpectColumnValuesToNotMatchRegex(column="sample_id", regex=r"^\s*$"))
+    if "text" in present:
+        checks.append(gx.expectations.ExpectColumnValuesToNotMatchRegex(column="text", regex=r"^\s*$"))
+    if "label" in present:
+        checks.append(gx.expectations.ExpectColumnValuesToBeInSet(column="label", value_set=list(params.labels)))
+    if IMAGE_STATUS in present:
+        checks.append(gx.expectations.ExpectColumnValuesToBeInSet(column=IMAGE_STATUS, value_set=[OK]))
+    return checks
+
+
+def _run_suite(frame: pd.DataFrame, params: DataParams) -> Any:
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # offline: no usage statistics
+    import great_expectations as gx
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = {"globally": False}
+    batch = (
+        context.data_sources.add_pandas("manifest")
+        .add_dataframe_asset("rows")
+        .add_batch_definition_whole_dataframe("all")
+    )
+    suite = context.suites.add(gx.ExpectationSuite(name="raw_manifest"))
+    for expectation in _expectations(frame, params):
+        suite.add_expectation(expectation)
+    definition = context.validation_definitions.add(
+        gx.ValidationDefinition(data=batch, suite=suite, name="raw_manifest")
+    )
+    index_columns = [LINE] + [c for c in ("image",) if c in frame.columns]
+    return definition.run(
+        batch_parameters={"dataframe": frame},
+        result_format={"result_format": "COMPLETE", "unexpected_index_column_names": index_columns},
+    )
+
+
+_WHAT = {
+    "expect_column_values_to_be_unique": "duplicated value",
+    "expect_column_values_to_not_match_regex": "empty value",
+    "expect_column_values_to_be_in_set": "value outside the configured set",
+}
+
+
+def _describe(result: Any, params: DataParams, max_rows: int = 20) -> list[str]:
+    """One line per failing row (or missing column), e.g. `line 7: label 'Zoo' is ...`."""
+    names = source_names(params.columns)
+    lines: list[str] = []
+    for item in result.results:
+        if item.success:
+            continue
+        config = item.expectation_config
+        column = config.kwargs.get("column")
+        if config.type == "expect_column_to_exist":
+            lines.append(f"missing column '{names.get(column, column)}'")
+            continue
+        rows = item.result.get("unexpected_index_list") or []
+        for row in rows[:max_rows]:
+            if column == IMAGE_STATUS:
+                lines.append(f"line {row[LINE]}: image '{row['image']}': {row[IMAGE_STATUS]}")
+            else:
+                shown = names.get(column, column)
+                lines.append(f"line {row[LINE]}: {shown} {row[column]!r}: {_WHAT.get(config.type, config.type)}")
+        if len(rows) > max_rows:
+            lines.append(f"... and {len(rows) - max_rows} more for '{names.get(column, column)}'")
+    return lines
+
+
+def validate_manifest(frame: pd.DataFrame, params: DataParams) -> ValidationReport:
+    """Run the raw-manifest suite over `frame` (as read by `read_manifest`)."""
+    checked = _with_media_checks(frame, params.root)
+    result = _run_suite(checked, params)
+    failures = _describe(result, params)
+    return ValidationReport(success=bool(result.success) and not failures, failures=failures,
+                            result=result.to_json_dict())

