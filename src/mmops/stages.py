@@ -98,7 +98,7 @@ def _features_by_split(params: Params, layout: Layout) -> tuple[dict[str, dict[s
     labels = torch.tensor([classes.index(label) for label in frame["label"]])
     features, targets = {}, {}
     for name in SPLITS:
-        mask = torch.from_numpy((frame["split"] == name).to_numpy())
+        mask = torch.tensor((frame["split"] == name).to_numpy(), dtype=torch.bool)
         features[name] = {"image": cache["image"][mask], "text": cache["text"][mask]}
         targets[name] = labels[mask]
     return features, targets, frame

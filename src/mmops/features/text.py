@@ -25,7 +25,9 @@ class TextEncoder:
     def __init__(self, *, device: torch.device) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # belt and braces: the model is local
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()
         self.model = SentenceTransformer(str(minilm_path()), device=str(device))
 
     @torch.inference_mode()

@@ -13,10 +13,9 @@ from typing import Any
 
 import mlflow
 import pandas as pd
+from mlflow import MlflowClient
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
-
-from mlflow import MlflowClient
 
 # What the served model imports; pinned to the versions it was trained with.
 SERVING_REQUIREMENTS = (
@@ -77,7 +76,7 @@ def log_and_register(
 ) -> RegisteredModel:
     """Log a run (params, metrics, training curves, artifacts, lineage tags), log the pyfunc
     model, register it as a new version of `model_name` and point `alias` at it."""
-    from mmops.serving.pyfunc import MultimodalClassifier
+    from mmops.serving import pyfunc
 
     mlflow.set_experiment(experiment)
     with mlflow.start_run(tags=tags) as run:
@@ -91,7 +90,7 @@ def log_and_register(
                 mlflow.log_artifact(str(path), artifact_path="pipeline")
         info = mlflow.pyfunc.log_model(
             name="model",
-            python_model=MultimodalClassifier(),
+            python_model=pyfunc.MODEL_CODE,  # models-from-code: nothing is pickled
             artifacts={"checkpoint": str(checkpoint)},
             code_paths=[str(code_dir)],
             signature=signature(),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from pathlib import Path
 from typing import Any
 
 import mlflow.pyfunc
@@ -13,6 +14,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 MODALITY_COLUMNS = ("image", "text")
+# The file MLflow runs to get the model (models-from-code), logged with the package beside it.
+MODEL_CODE = str(Path(__file__).with_name("model_code.py"))
 
 
 def _bad_input(message: str) -> MlflowException:

@@ -1,0 +1,73 @@
+"""The embedded sample: real, deterministic, and clean by the pipeline's own rules."""
+
+import filecmp
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from mmops.config import CleanParams
+from mmops.data import sample
+from mmops.data.clean import clean_manifest
+from mmops.data.manifest import read_manifest
+from mmops.data.validate import validate_manifest
+from tests.conftest import REPO, make_params
+
+
+def test_sample_text_is_lowercased_name_and_short_names():
+    entry = {"name": "GRINNING FACE", "short_names": ["grinning"]}
+    assert sample.sample_text(entry) == "grinning face; grinning"
+    assert sample.sample_text({"name": "Thumbs Up", "short_names": ["+1", "thumbs up"]}) == "thumbs up; +1"
+
+
+def test_sample_has_nine_categories_without_component(sample_dir: Path):
+    frame = pd.read_csv(sample_dir / "metadata.csv", dtype=str, keep_default_na=False)
+    assert len(frame) == 1906
+    assert frame["sample_id"].is_unique
+    assert set(frame["label"]) == set(yaml.safe_load((REPO / "params.yaml").read_text())["data"]["labels"])
+
+
+def test_sample_build_is_deterministic(sample_dir: Path, tmp_path: Path):
+    again = tmp_path / "data"
+    sample.build_sample(sample.fetch_package(REPO / ".cache" / "npm"), again)
+    comparison = filecmp.dircmp(sample_dir, again)
+    assert comparison.left_only == comparison.right_only == comparison.diff_files == []
+    names = [p.name for p in (again / "images").iterdir()]
+    _, mismatch, errors = filecmp.cmpfiles(sample_dir / "images", again / "images", names, shallow=False)
+    assert mismatch == errors == []
+
+
+def test_sample_matches_the_md5_in_data_dvc(sample_dir: Path, tmp_path: Path):
+    """`dvc add` of a fresh build records exactly the md5 committed in data.dvc."""
+    subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=tmp_path, check=True)
+    shutil.copytree(sample_dir, tmp_path / "data")
+    subprocess.run([sys.executable, "-m", "dvc", "add", "-q", "data"], cwd=tmp_path, check=True)
+    built = yaml.safe_load((tmp_path / "data.dvc").read_text())["outs"][0]["md5"]
+    committed = yaml.safe_load((REPO / "data.dvc").read_text())["outs"][0]["md5"]
+    assert built == committed
+
+
+def test_sample_passes_validation_and_cleaning_rejects_nothing(sample_dir: Path):
+    params = make_params(sample_dir)
+    frame = read_manifest(params.data.manifest, params.data.columns)
+    assert validate_manifest(frame, params.data).failures == []
+    kept, rejects = clean_manifest(frame, params.data.root, params.data.labels, CleanParams())
+    assert len(kept) == 1906 and rejects.empty
+
+
+def test_tarball_with_wrong_integrity_is_refused_and_removed(tmp_path: Path):
+    fake = tmp_path / sample.TARBALL
+    fake.write_bytes(b"not the package")
+    with pytest.raises(RuntimeError, match="does not match the published"):
+        sample.fetch_package(tmp_path)
+    assert not fake.exists()
+
+
+def test_building_into_an_existing_folder_is_refused(tmp_path: Path):
+    (tmp_path / "data").mkdir()
+    with pytest.raises(FileExistsError):
+        sample.build_sample(tmp_path / "unused.tgz", tmp_path / "data")

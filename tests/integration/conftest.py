@@ -1,0 +1,66 @@
+"""A real project in a temp git repo: the repo's dvc.yaml, params.yaml and src/, a small slice
+of the real sample added with DVC, and its own MLflow store (SQLite)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO, subset_of_sample, venv_env
+
+PER_CLASS = 8
+
+
+def dvc(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "dvc", *args], cwd=project, env=project_env(project),
+        capture_output=True, text=True, check=check,
+    )
+
+
+def git(project: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=project, check=True, capture_output=True)
+
+
+def project_env(project: Path) -> dict[str, str]:
+    return venv_env(MLFLOW_TRACKING_URI=tracking_uri(project))
+
+
+def tracking_uri(project: Path) -> str:
+    return f"sqlite:///{project / 'mlflow.db'}"
+
+
+def make_project(root: Path, sample: Path, *, epochs: int = 5) -> Path:
+    """A git + DVC project with a small slice of the sample, committed."""
+    root.mkdir(parents=True, exist_ok=True)
+    for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
+        shutil.copy(REPO / name, root / name)
+    shutil.copytree(REPO / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["train"]["epochs"] = epochs
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    subset_of_sample(sample, root / "data", PER_CLASS)
+    git(root, "init", "-q")
+    git(root, "config", "user.email", "test@mmops.invalid")
+    git(root, "config", "user.name", "mmops tests")
+    dvc(root, "init", "-q")
+    dvc(root, "add", "-q", "data")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "project under test")
+    return root
+
+
+@pytest.fixture(scope="session")
+def project_template(sample_dir, tmp_path_factory) -> Path:
+    return make_project(tmp_path_factory.mktemp("template") / "project", sample_dir)
+
+
+@pytest.fixture
+def project(project_template, tmp_path) -> Path:
+    """A fresh copy of the template project (git history and DVC state included)."""
+    return Path(shutil.copytree(project_template, tmp_path / "project", symlinks=True))

@@ -1,0 +1,107 @@
+"""`dvc repro` end to end on a slice of the real sample, with the real DVC and MLflow."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.conftest import write_manifest
+from tests.integration.conftest import dvc, git, tracking_uri
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def reproduced(project_template, tmp_path_factory) -> tuple[Path, str]:
+    project = Path(shutil.copytree(project_template, tmp_path_factory.mktemp("repro") / "p", symlinks=True))
+    result = dvc(project, "repro", check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return project, result.stdout
+
+
+def _md5(project: Path) -> str:
+    return yaml.safe_load((project / "data.dvc").read_text())["outs"][0]["md5"]
+
+
+def test_repro_scores_fused_and_each_modality_on_test(reproduced):
+    project, _ = reproduced
+    metrics = json.loads((project / "artifacts/evaluate/metrics.json").read_text())
+    assert set(metrics["test"]) == {"fused", "image", "text"}
+    for scores in metrics["test"].values():
+        assert 0 <= scores["accuracy"] <= 1 and 0 <= scores["macro_f1"] <= 1
+
+
+def test_repro_registers_a_challenger_carrying_its_lineage(reproduced):
+    from mlflow import MlflowClient
+
+    project, _ = reproduced
+    client = MlflowClient(tracking_uri(project))
+    version = client.get_model_version_by_alias("mmops-classifier", "challenger")
+    assert version.tags["mmops.data_md5"] == _md5(project)
+    assert version.tags["mmops.dvc_stage"] == "register"
+    run = client.get_run(version.run_id)
+    assert run.data.tags["mmops.data_md5"] == _md5(project)
+    assert len(run.data.tags["mmops.git_commit"]) >= 40
+    assert "test_fused_accuracy" in run.data.metrics
+    assert run.data.params["train.epochs"] == "5"
+
+
+def test_second_repro_skips_every_stage(reproduced):
+    project, _ = reproduced
+    again = dvc(project, "repro")
+    assert "Data and pipelines are up to date" in again.stdout
+    assert "Running stage" not in again.stdout
+
+
+def test_challenger_serves_raw_inputs_with_a_missing_modality(reproduced, monkeypatch):
+    import mlflow
+
+    project, _ = reproduced
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri(project))
+    model = mlflow.pyfunc.load_model("models:/mmops-classifier@challenger")
+    manifest = pd.read_csv(project / "data/metadata.csv", dtype=str)
+    image = base64.b64encode((project / "data" / manifest.loc[0, "image"]).read_bytes()).decode()
+    out = model.predict(pd.DataFrame({"image": [image, None, image], "text": [manifest.loc[0, "text"], "red apple", None]}))
+    assert len(out) == 3
+    labels = yaml.safe_load((project / "params.yaml").read_text())["data"]["labels"]
+    assert set(out["label"]) <= set(labels)
+    assert ((out["confidence"] > 0) & (out["confidence"] <= 1)).all()
+
+
+def test_repro_stops_at_validate_naming_the_missing_column(project):
+    manifest = pd.read_csv(project / "data/metadata.csv", dtype=str)
+    write_manifest(project / "data/metadata.csv", manifest.drop(columns=["text"]).to_dict("records"))
+    dvc(project, "add", "-q", "data")
+    result = dvc(project, "repro", check=False)
+    assert result.returncode != 0
+    assert "missing column 'text'" in result.stderr
+    assert not (project / "artifacts/clean").exists()
+
+
+def test_repro_stops_at_validate_naming_the_missing_file_and_line(project):
+    (project / "data/images").joinpath(sorted(p.name for p in (project / "data/images").iterdir())[0]).unlink()
+    dvc(project, "add", "-q", "data")
+    result = dvc(project, "repro", check=False)
+    assert result.returncode != 0
+    assert "file not found" in result.stderr and "line " in result.stderr
+
+
+def test_corrupt_image_is_rejected_by_clean_and_the_rest_goes_on(project):
+    manifest = pd.read_csv(project / "data/metadata.csv", dtype=str)
+    victim = project / "data" / manifest.loc[3, "image"]
+    victim.write_bytes(victim.read_bytes()[:50])
+    dvc(project, "add", "-q", "data")
+    git(project, "commit", "-qam", "corrupt one image")
+    result = dvc(project, "repro", "featurize", check=False)
+    assert result.returncode == 0, result.stderr
+    rejects = pd.read_csv(project / "artifacts/clean/rejects.csv", dtype=str)
+    assert list(rejects["sample_id"]) == [manifest.loc[3, "sample_id"]]
+    assert rejects.loc[0, "reason"].startswith("unreadable image")
+    kept = pd.read_csv(project / "artifacts/clean/manifest.csv", dtype=str)
+    assert len(kept) == len(manifest) - 1

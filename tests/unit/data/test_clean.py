@@ -1,0 +1,86 @@
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from mmops import stages
+from mmops.config import CleanParams, Layout
+from mmops.data.clean import clean_manifest
+from mmops.data.manifest import read_manifest
+from tests.conftest import TINY_LABELS, write_manifest, write_png
+
+
+def _clean(params, max_pixels=4_000_000):
+    frame = read_manifest(params.data.manifest, params.data.columns)
+    return clean_manifest(frame, params.data.root, params.data.labels, CleanParams(max_image_pixels=max_pixels))
+
+
+def _reasons(rejects: pd.DataFrame) -> dict[str, str]:
+    return dict(zip(rejects["sample_id"], rejects["reason"]))
+
+
+def test_clean_rejects_truncated_png_with_reason_and_keeps_the_rest(tiny_params):
+    image = tiny_params.data.root / "images" / "s1.png"
+    image.write_bytes(image.read_bytes()[:40])
+    kept, rejects = _clean(tiny_params)
+    assert list(kept["sample_id"]) == ["s0", "s2", "s3", "s4", "s5"]
+    assert _reasons(rejects)["s1"].startswith("unreadable image")
+    assert rejects.loc[0, "line"] == 3
+
+
+def test_clean_rejects_zero_byte_and_non_image_files(tiny_params):
+    (tiny_params.data.root / "images" / "s2.png").write_bytes(b"")
+    (tiny_params.data.root / "images" / "s3.png").write_text("not a picture")
+    _, rejects = _clean(tiny_params)
+    assert set(_reasons(rejects)) == {"s2", "s3"}
+    assert all(r.startswith("unreadable image") for r in rejects["reason"])
+
+
+def test_clean_rejects_decompression_bomb_before_decoding(tiny_params):
+    write_png(tiny_params.data.root / "images" / "s4.png", (1, 2, 3, 255), size=64)
+    _, rejects = _clean(tiny_params, max_pixels=1000)
+    assert "decompression bomb: 64x64 pixels exceeds 1000" in _reasons(rejects)["s4"]
+    assert set(_reasons(rejects)) == {"s4"}  # 16x16 images are under the limit
+
+def test_clean_rejects_duplicate_ids_keeping_the_first(tiny_params, tiny_rows):
+    tiny_rows[4]["sample_id"] = "s1"
+    write_manifest(tiny_params.data.manifest, tiny_rows)
+    kept, rejects = _clean(tiny_params)
+    assert list(kept["sample_id"]).count("s1") == 1
+    assert _reasons(rejects) == {"s1": "duplicate sample_id (first on line 3)"}
+
+
+def test_clean_rejects_empty_text_unknown_label_missing_file_and_escaping_path(tiny_params, tiny_rows):
+    tiny_rows[0]["text"] = " \t "
+    tiny_rows[1]["label"] = "Zoo"
+    tiny_rows[2]["image"] = "images/gone.png"
+    tiny_rows[3]["image"] = "../outside.png"
+    write_manifest(tiny_params.data.manifest, tiny_rows)
+    kept, rejects = _clean(tiny_params)
+    assert list(kept["sample_id"]) == ["s4", "s5"]
+    reasons = _reasons(rejects)
+    assert reasons["s0"] == "empty text"
+    assert reasons["s1"] == "unknown label 'Zoo'"
+    assert reasons["s2"] == "image file not found"
+    assert reasons["s3"].startswith("bad image path") and "escapes" in reasons["s3"]
+
+
+def test_clean_strips_text_and_does_not_modify_its_input(tiny_params, tiny_rows):
+    tiny_rows[0]["text"] = "  padded  "
+    write_manifest(tiny_params.data.manifest, tiny_rows)
+    frame = read_manifest(tiny_params.data.manifest, tiny_params.data.columns)
+    before = frame.copy()
+    kept, _ = clean_manifest(frame, tiny_params.data.root, TINY_LABELS, CleanParams())
+    assert kept.loc[0, "text"] == "padded"
+    pd.testing.assert_frame_equal(frame, before)
+
+
+def test_clean_stage_writes_manifest_rejects_and_counts(tiny_params, tmp_path: Path):
+    (tiny_params.data.root / "images" / "s5.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    layout = Layout(tmp_path / "artifacts")
+    summary = stages.clean(tiny_params, layout)
+    assert summary["kept"] == 5 and summary["rejected"] == 1
+    assert json.loads(layout.clean_metrics.read_text())["rejected_by_reason"] == {"unreadable image": 1}
+    assert len(pd.read_csv(layout.clean_manifest)) == 5
+    assert list(pd.read_csv(layout.rejects)["sample_id"]) == ["s5"]
+    assert not list(layout.clean_manifest.parent.glob(".*.tmp"))  # atomic writes leave no debris

@@ -1,0 +1,34 @@
+import pandas as pd
+
+from mmops.config import SplitParams
+from mmops.data.split import assign_splits, split_of
+
+IDS = [f"id-{i}" for i in range(3000)]
+
+
+def test_split_is_stable_when_rows_are_added():
+    params = SplitParams()
+    before = assign_splits(pd.DataFrame({"sample_id": IDS[:2000]}), params)
+    after = assign_splits(pd.DataFrame({"sample_id": IDS[2500:] + IDS}), params)
+    merged = before.merge(after.drop_duplicates("sample_id"), on="sample_id", suffixes=("_before", "_after"))
+    assert len(merged) == 2000
+    assert (merged["split_before"] == merged["split_after"]).all()
+
+
+def test_split_does_not_depend_on_row_order():
+    params = SplitParams()
+    forward = assign_splits(pd.DataFrame({"sample_id": IDS}), params)
+    backward = assign_splits(pd.DataFrame({"sample_id": IDS[::-1]}), params)
+    assert dict(zip(forward["sample_id"], forward["split"])) == dict(zip(backward["sample_id"], backward["split"]))
+
+
+def test_split_fractions_follow_params():
+    counts = pd.Series([split_of(i, SplitParams(val_fraction=0.2, test_fraction=0.1)) for i in IDS]).value_counts()
+    assert abs(counts["val"] / len(IDS) - 0.2) < 0.03
+    assert abs(counts["test"] / len(IDS) - 0.1) < 0.03
+
+
+def test_changing_the_salt_reshuffles():
+    a = [split_of(i, SplitParams(salt="a")) for i in IDS[:300]]
+    b = [split_of(i, SplitParams(salt="b")) for i in IDS[:300]]
+    assert a != b

@@ -1,0 +1,87 @@
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mmops import stages
+from mmops.cli import main
+from mmops.config import Layout, params_from_dict
+from mmops.data.manifest import read_manifest
+from mmops.data.validate import ValidationError, validate_manifest
+from tests.conftest import TINY_LABELS, repo_params, write_manifest
+
+
+def _report(params):
+    return validate_manifest(read_manifest(params.data.manifest, params.data.columns), params.data)
+
+
+def test_good_manifest_passes(tiny_params):
+    report = _report(tiny_params)
+    assert report.success and report.failures == []
+
+
+def test_missing_column_is_named(tiny_params, tiny_rows):
+    write_manifest(tiny_params.data.manifest, tiny_rows, columns=["sample_id", "image", "label"])
+    report = _report(tiny_params)
+    assert not report.success
+    assert report.failures == ["missing column 'text'"]
+
+
+def test_unknown_label_names_line_and_value(tiny_params, tiny_rows):
+    tiny_rows[1]["label"] = "Zoo"
+    write_manifest(tiny_params.data.manifest, tiny_rows)
+    assert _report(tiny_params).failures == ["line 3: label 'Zoo': value outside the configured set"]
+
+
+def test_missing_image_file_names_line_and_file(tiny_params, tiny_rows):
+    tiny_rows[2]["image"] = "images/gone.png"
+    write_manifest(tiny_params.data.manifest, tiny_rows)
+    assert _report(tiny_params).failures == ["line 4: image 'images/gone.png': file not found"]
+
+
+def test_path_escaping_data_is_a_failure(tiny_params, tiny_rows):
+    tiny_rows[0]["image"] = "../../etc/passwd"
+    write_manifest(tiny_params.data.manifest, tiny_rows)
+    [failure] = _report(tiny_params).failures
+    assert failure.startswith("line 2: image '../../etc/passwd'") and "escapes" in failure
+
+
+def test_duplicate_ids_and_empty_text_are_reported(tiny_params, tiny_rows):
+    tiny_rows[3]["sample_id"] = "s0"
+    tiny_rows[4]["text"] = "   "
+    write_manifest(tiny_params.data.manifest, tiny_rows)
+    failures = _report(tiny_params).failures
+    assert "line 2: sample_id 's0': duplicated value" in failures
+    assert "line 5: sample_id 's0': duplicated value" in failures
+    assert "line 6: text '   ': empty value" in failures
+
+
+def test_renamed_missing_column_is_named_as_the_manifest_calls_it(tmp_path, tiny_rows):
+    rows = [{"id": r["sample_id"], "img": r["image"], "label": r["label"]} for r in tiny_rows]
+    write_manifest(tmp_path / "data" / "metadata.csv", rows)
+    raw = repo_params(data={"root": str(tmp_path / "data"), "manifest": str(tmp_path / "data" / "metadata.csv"),
+                            "columns": {"id": "id", "image": "img", "text": "caption", "label": "label"},
+                            "labels": TINY_LABELS})
+    report = _report(params_from_dict(raw))
+    assert report.failures == ["missing column 'caption'"]
+
+
+def test_validate_stage_writes_result_and_stops_with_the_reason(tiny_params, tiny_rows, tmp_path):
+    tiny_rows[1]["label"] = "Zoo"
+    write_manifest(tiny_params.data.manifest, tiny_rows)
+    layout = Layout(tmp_path / "artifacts")
+    with pytest.raises(ValidationError, match="line 3: label 'Zoo'"):
+        stages.validate(tiny_params, layout)
+    written = json.loads(layout.validation.read_text())
+    assert written["success"] is False and written["great_expectations"]["success"] is False
+
+
+def test_cli_exits_nonzero_naming_the_problem(tiny_params, tiny_rows, tmp_path, capsys):
+    tiny_rows[2]["image"] = "images/gone.png"
+    write_manifest(tiny_params.data.manifest, tiny_rows)
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(tiny_params.to_dict()))
+    code = main(["stage", "validate", "--params", str(params_file), "--artifacts", str(tmp_path / "a")])
+    assert code == 1
+    assert "line 4: image 'images/gone.png': file not found" in capsys.readouterr().err

@@ -1,0 +1,38 @@
+from pathlib import Path
+
+import pytest
+
+from mmops.config import load_params, params_from_dict
+from tests.conftest import REPO, repo_params
+
+
+def test_repo_params_load_into_typed_config():
+    params = load_params(REPO / "params.yaml")
+    assert len(params.data.labels) == 9
+    assert params.data.manifest == REPO / "data" / "metadata.csv"
+    assert params.split.val_fraction == 0.15
+
+
+def test_unknown_key_is_named():
+    raw = repo_params(train={"epochz": 3})
+    with pytest.raises(ValueError, match="epochz"):
+        params_from_dict(raw)
+
+
+def test_unknown_section_is_named():
+    raw = repo_params()
+    raw["trian"] = {}
+    with pytest.raises(ValueError, match="trian"):
+        params_from_dict(raw)
+
+
+def test_params_digest_changes_with_any_value():
+    a = params_from_dict(repo_params())
+    b = params_from_dict(repo_params(train={"seed": 1}))
+    assert a.digest() == params_from_dict(repo_params()).digest()
+    assert a.digest() != b.digest()
+
+
+def test_data_paths_are_relative_to_the_params_file(tmp_path: Path):
+    (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    assert load_params(tmp_path / "params.yaml").data.root == tmp_path / "data"

@@ -1,0 +1,57 @@
+import torch
+
+from mmops.config import TrainParams
+from mmops.evaluation.metrics import classification_metrics
+from mmops.training.train import checkpoint, fit, model_from_checkpoint, predict
+
+CPU = torch.device("cpu")
+PARAMS = TrainParams(epochs=15, batch_size=32, lr=0.01, hidden_dim=16, dropout=0.0)
+
+
+def _data(n: int, seed: int):
+    """Three classes; the image features single out class 0, the text features class 2, so
+    each modality alone confuses two classes and together they separate all three."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 3
+    image = torch.randn(n, 5, generator=g) * 0.3
+    image[:, 0] += (y == 0).float() * 2
+    text = torch.randn(n, 4, generator=g) * 0.3
+    text[:, 0] += (y == 2).float() * 2
+    return {"image": image, "text": text}, y
+
+
+def test_fused_model_beats_each_modality_when_they_complement():
+    (tr, ytr), (va, yva), (te, yte) = _data(300, 0), _data(150, 1), _data(150, 2)
+    result = fit(tr, ytr, va, yva, 3, PARAMS, CPU)
+    scores = {k: classification_metrics(yte.numpy(), v.argmax(1).numpy(), 3)["accuracy"]
+              for k, v in predict(result.model, te, CPU).items()}
+    assert scores["fused"] > max(scores["image"], scores["text"]) + 0.1
+    assert scores["fused"] > 0.9
+
+
+def test_training_is_deterministic_for_a_seed():
+    (tr, ytr), (va, yva) = _data(120, 0), _data(60, 1)
+    a = fit(tr, ytr, va, yva, 3, PARAMS, CPU)
+    b = fit(tr, ytr, va, yva, 3, PARAMS, CPU)
+    for key, value in a.model.state_dict().items():
+        assert torch.equal(value, b.model.state_dict()[key]), key
+    assert a.history == b.history
+
+
+def test_checkpoint_round_trip_predicts_the_same(tmp_path):
+    from mmops.artifacts import load_torch, save_torch
+
+    (tr, ytr), (va, yva) = _data(120, 0), _data(60, 1)
+    result = fit(tr, ytr, va, yva, 3, PARAMS, CPU)
+    path = save_torch(tmp_path / "model.pt", checkpoint(result, ["a", "b", "c"], PARAMS, image_size=32))
+    restored = model_from_checkpoint(load_torch(path))
+    before, after = predict(result.model, va, CPU), predict(restored, va, CPU)
+    assert torch.allclose(before["fused"], after["fused"])
+
+
+def test_macro_f1_counts_a_never_predicted_class_as_zero():
+    import numpy as np
+
+    scores = classification_metrics(np.array([0, 1, 2]), np.array([0, 1, 1]), 4)
+    assert scores["accuracy"] == 2 / 3
+    assert abs(scores["macro_f1"] - (1 + 2 / 3 + 0 + 0) / 4) < 1e-9
