@@ -10,8 +10,3 @@ def pick_device(prefer: str | None = None) -> torch.device:
     if prefer:
         return torch.device(prefer)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def autocast_dtype(device: torch.device) -> torch.dtype | None:
-    """bf16 autocast on CUDA, none on CPU (where it only slows small models down)."""
-    return torch.bfloat16 if device.type == "cuda" else None

@@ -6,6 +6,8 @@ This is the single place each step is implemented: `dvc.yaml` reaches these thro
 
 from __future__ import annotations
 
+import base64
+import json
 from pathlib import Path
 from typing import Any
 
@@ -144,9 +146,6 @@ def evaluate(params: Params, layout: Layout) -> dict[str, Any]:
 def register(params: Params, layout: Layout, *, dvc_file: Path = Path("data.dvc"),
              stage: str = "register", flow_run_id: str | None = None) -> dict[str, Any]:
     """Log the pipeline run to MLflow with its lineage and register the model (alias `challenger`)."""
-    import base64
-    import json
-
     import mmops
     from mmops.registry.lineage import lineage_tags
     from mmops.registry.mlflow_registry import log_and_register

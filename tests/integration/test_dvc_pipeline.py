@@ -105,3 +105,57 @@ def test_corrupt_image_is_rejected_by_clean_and_the_rest_goes_on(project):
     assert rejects.loc[0, "reason"].startswith("unreadable image")
     kept = pd.read_csv(project / "artifacts/clean/manifest.csv", dtype=str)
     assert len(kept) == len(manifest) - 1
+
+
+def test_challenger_is_served_over_http_by_mlflow(reproduced):
+    """`mlflow models serve --env-manager local` serves raw inputs with no extra server code."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+
+    project, _ = reproduced
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mlflow_bin = str(Path(sys.executable).parent / "mlflow")
+    from tests.integration.conftest import project_env
+
+    server = subprocess.Popen(
+        [mlflow_bin, "models", "serve", "-m", "models:/mmops-classifier@challenger", "--env-manager", "local",
+         "-h", "127.0.0.1", "-p", str(port)],
+        cwd=project, env=project_env(project), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+    def post(records: dict) -> tuple[int, dict]:
+        body = json.dumps({"dataframe_split": records}).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", body,
+                                         {"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read())
+
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
+                break
+            except OSError:
+                assert server.poll() is None, "the server exited"
+                time.sleep(1)
+        manifest = pd.read_csv(project / "data/metadata.csv", dtype=str)
+        image = base64.b64encode((project / "data" / manifest.loc[0, "image"]).read_bytes()).decode()
+        status, answer = post({"columns": ["image", "text"], "data": [[image, manifest.loc[0, "text"]]]})
+        assert status == 200 and len(answer["predictions"]) == 1
+        status, answer = post({"columns": ["text"], "data": [["red apple"]]})
+        assert status == 200
+        status, answer = post({"columns": ["text"], "data": [[""]]})
+        assert status == 400 and "need an 'image' (base64) or a 'text'" in answer["message"]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -14,7 +14,8 @@ REJECT_COLUMNS = (LINE, "sample_id", "image", "reason")
 
 
 def image_problem(path: Path, max_pixels: int) -> str | None:
-    """Why the image at `path` cannot be used, or None when it decodes fully."""
+    """Why the image at `path` cannot be used, or None when it decodes fully.
+    Every reason reads `<kind>` or `<kind>: <detail>`; the kind is what metrics count."""
     if not path.is_file():
         return "image file not found"
     try:
@@ -33,7 +34,7 @@ def row_problem(row: pd.Series, root: Path, labels: frozenset[str], max_pixels: 
     if not str(row["sample_id"]).strip():
         return "empty sample_id"
     if row["label"] not in labels:
-        return f"unknown label {row['label']!r}"
+        return f"unknown label: {row['label']!r}"
     if not str(row["text"]).strip():
         return "empty text"
     try:
@@ -56,7 +57,7 @@ def clean_manifest(
         reason = row_problem(row, root, allowed, params.max_image_pixels)
         if reason is None:
             if row["sample_id"] in first_line:
-                reason = f"duplicate sample_id (first on line {first_line[row['sample_id']]})"
+                reason = f"duplicate sample_id: first on line {first_line[row['sample_id']]}"
             else:
                 first_line[row["sample_id"]] = int(row[LINE])
         reasons.append(reason)

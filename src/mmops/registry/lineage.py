@@ -9,13 +9,14 @@ import yaml
 
 
 def git_commit(cwd: Path = Path(".")) -> str:
-    """The checked-out commit, with `-dirty` when tracked files have uncommitted changes."""
+    """The checked-out commit, with `-dirty` when tracked files have uncommitted changes
+    (dvc.lock aside: `dvc repro` itself rewrites it while the pipeline runs)."""
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)dvc.lock"], cwd=cwd,
             capture_output=True, text=True, check=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):

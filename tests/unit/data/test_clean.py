@@ -47,7 +47,7 @@ def test_clean_rejects_duplicate_ids_keeping_the_first(tiny_params, tiny_rows):
     write_manifest(tiny_params.data.manifest, tiny_rows)
     kept, rejects = _clean(tiny_params)
     assert list(kept["sample_id"]).count("s1") == 1
-    assert _reasons(rejects) == {"s1": "duplicate sample_id (first on line 3)"}
+    assert _reasons(rejects) == {"s1": "duplicate sample_id: first on line 3"}
 
 
 def test_clean_rejects_empty_text_unknown_label_missing_file_and_escaping_path(tiny_params, tiny_rows):
@@ -60,7 +60,7 @@ def test_clean_rejects_empty_text_unknown_label_missing_file_and_escaping_path(t
     assert list(kept["sample_id"]) == ["s4", "s5"]
     reasons = _reasons(rejects)
     assert reasons["s0"] == "empty text"
-    assert reasons["s1"] == "unknown label 'Zoo'"
+    assert reasons["s1"] == "unknown label: 'Zoo'"
     assert reasons["s2"] == "image file not found"
     assert reasons["s3"].startswith("bad image path") and "escapes" in reasons["s3"]
 
@@ -75,12 +75,17 @@ def test_clean_strips_text_and_does_not_modify_its_input(tiny_params, tiny_rows)
     pd.testing.assert_frame_equal(frame, before)
 
 
-def test_clean_stage_writes_manifest_rejects_and_counts(tiny_params, tmp_path: Path):
+def test_clean_stage_writes_manifest_rejects_and_counts_by_kind(tiny_params, tiny_rows, tmp_path: Path):
     (tiny_params.data.root / "images" / "s5.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    tiny_rows[3]["sample_id"] = "s0"
+    tiny_rows[4]["sample_id"] = "s0"
+    write_manifest(tiny_params.data.manifest, tiny_rows)
     layout = Layout(tmp_path / "artifacts")
     summary = stages.clean(tiny_params, layout)
-    assert summary["kept"] == 5 and summary["rejected"] == 1
-    assert json.loads(layout.clean_metrics.read_text())["rejected_by_reason"] == {"unreadable image": 1}
-    assert len(pd.read_csv(layout.clean_manifest)) == 5
-    assert list(pd.read_csv(layout.rejects)["sample_id"]) == ["s5"]
+    assert summary["kept"] == 3 and summary["rejected"] == 3
+    assert json.loads(layout.clean_metrics.read_text())["rejected_by_reason"] == {
+        "unreadable image": 1, "duplicate sample_id": 2,
+    }
+    assert len(pd.read_csv(layout.clean_manifest)) == 3
+    assert list(pd.read_csv(layout.rejects)["sample_id"]) == ["s0", "s0", "s5"]
     assert not list(layout.clean_manifest.parent.glob(".*.tmp"))  # atomic writes leave no debris

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from mmops.config import TrainParams
@@ -55,3 +56,14 @@ def test_macro_f1_counts_a_never_predicted_class_as_zero():
     scores = classification_metrics(np.array([0, 1, 2]), np.array([0, 1, 1]), 4)
     assert scores["accuracy"] == 2 / 3
     assert abs(scores["macro_f1"] - (1 + 2 / 3 + 0 + 0) / 4) < 1e-9
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_train_smoke_gpu():
+    from mmops.device import pick_device
+
+    device = pick_device()
+    (tr, ytr), (va, yva) = _data(120, 0), _data(60, 1)
+    result = fit(tr, ytr, va, yva, 3, PARAMS, device)
+    assert predict(result.model, va, device)["fused"].shape == (60, 3)

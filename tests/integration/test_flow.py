@@ -1,0 +1,40 @@
+"""The Prefect flow runs the same stage functions and writes the same artifacts as dvc repro."""
+
+from __future__ import annotations
+
+import pytest
+
+from mmops.config import Layout
+from tests.conftest import REPO
+from tests.integration.conftest import tracking_uri
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
+def test_flow_runs_the_pipeline_and_tags_the_flow_run(project, prefect_server, monkeypatch):
+    from mlflow import MlflowClient
+
+    monkeypatch.syspath_prepend(str(REPO / "flows"))
+    from training import training_pipeline
+
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri(project))
+    result = training_pipeline(params_path="params.yaml", artifacts_dir="artifacts", dvc_file="data.dvc")
+
+    layout = Layout(project / "artifacts")
+    for name in dir(Layout):
+        if isinstance(getattr(Layout, name), property):
+            assert getattr(layout, name).exists(), name
+    assert set(result["metrics"]["test"]) == {"fused", "image", "text"}
+    version = MlflowClient(tracking_uri(project)).get_model_version_by_alias("mmops-classifier", "challenger")
+    assert str(version.version) == result["registered"]["version"]
+    assert version.tags["mmops.prefect_flow_run_id"] not in ("", "none")
+    assert version.tags["mmops.dvc_stage"] == "prefect:register"
