@@ -24,7 +24,7 @@ def _stage(args: argparse.Namespace) -> int:
 def _sample(args: argparse.Namespace) -> int:
     from mmops.data.sample import ensure_sample
 
-    print(ensure_sample(Path(args.data), Path(args.cache), dvc_file=args.dvc_file))
+    print(ensure_sample(Path(args.data), Path(args.cache), dvc_file=Path(args.dvc_file)))
     return 0
 
 

@@ -101,6 +101,8 @@ def _features_by_split(params: Params, layout: Layout) -> tuple[dict[str, dict[s
     features, targets = {}, {}
     for name in SPLITS:
         mask = torch.tensor((frame["split"] == name).to_numpy(), dtype=torch.bool)
+        if not mask.any():
+            raise ValueError(f"{layout.split_manifest}: the '{name}' split is empty; add data or change 'split' params")
         features[name] = {"image": cache["image"][mask], "text": cache["text"][mask]}
         targets[name] = labels[mask]
     return features, targets, frame

@@ -3,7 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from mmops.registry.lineage import data_md5, git_commit, lineage_tags
+from mmops.data.versioning import data_md5
+from mmops.registry.lineage import git_commit, lineage_tags
 
 
 def _repo(tmp_path: Path) -> Path:

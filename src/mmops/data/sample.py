@@ -16,10 +16,11 @@ import io
 import json
 import shutil
 import subprocess
-import sys
 import tarfile
 import tempfile
 from pathlib import Path
+
+from mmops.data.versioning import commit_if_matching
 
 PACKAGE = "emoji-datasource-google"
 VERSION = "16.0.0"
@@ -114,27 +115,20 @@ def build_sample(tarball: Path, out_dir: Path) -> int:
     return len(entries)
 
 
-def dvc_status_clean(target: str = "data.dvc", cwd: Path = Path(".")) -> bool:
-    """True when the workspace matches what `target` records (`dvc status` reports nothing)."""
-    result = subprocess.run(
-        [sys.executable, "-m", "dvc", "status", "--json", target], cwd=cwd, capture_output=True, text=True, check=True
-    )
-    return json.loads(result.stdout or "{}") == {}
-
-
-def ensure_sample(data_dir: Path, cache_dir: Path, dvc_file: str = "data.dvc") -> str:
-    """Materialise the sample into `data_dir` as `dvc_file` records it. Never overwrites a
-    `data_dir` that holds something else. Returns what was done."""
+def ensure_sample(data_dir: Path, cache_dir: Path, dvc_file: Path = Path("data.dvc")) -> str:
+    """Materialise the sample into `data_dir` exactly as `dvc_file` records it, and put it in the
+    DVC cache (so `dvc status` is clean). Never overwrites a `data_dir` that holds something
+    else. Returns what was done."""
     data_dir = Path(data_dir)
     if data_dir.exists():
-        if dvc_status_clean(dvc_file):
+        if commit_if_matching(dvc_file):
             return f"{data_dir}/ already matches {dvc_file}"
         raise RuntimeError(
             f"{data_dir}/ differs from {dvc_file}. If it is your own data, run `dvc add {data_dir}`; "
             f"to rebuild the sample, move {data_dir}/ away first."
         )
     count = build_sample(fetch_package(cache_dir), data_dir)
-    if not dvc_status_clean(dvc_file):
+    if not commit_if_matching(dvc_file):
         raise RuntimeError(
             f"the rebuilt sample ({count} samples in {data_dir}/) does not match {dvc_file}: "
             "the build is not deterministic on this machine"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-import yaml
+from mmops.data.versioning import data_md5
 
 
 def git_commit(cwd: Path = Path(".")) -> str:
@@ -22,15 +22,6 @@ def git_commit(cwd: Path = Path(".")) -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return f"{commit}-dirty" if dirty else commit
-
-
-def data_md5(dvc_file: Path) -> str:
-    """The md5 that `dvc_file` (e.g. data.dvc) records for the dataset: its data version."""
-    with Path(dvc_file).open(encoding="utf-8") as fh:
-        outs = (yaml.safe_load(fh) or {}).get("outs") or []
-    if not outs or "md5" not in outs[0]:
-        raise ValueError(f"{dvc_file}: no md5 recorded under 'outs'")
-    return str(outs[0]["md5"])
 
 
 def lineage_tags(

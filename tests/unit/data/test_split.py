@@ -1,6 +1,12 @@
-import pandas as pd
+import dataclasses
 
-from mmops.config import SplitParams
+import pandas as pd
+import pytest
+import torch
+
+from mmops import stages
+from mmops.artifacts import save_torch
+from mmops.config import Layout, SplitParams
 from mmops.data.split import assign_splits, split_of
 
 IDS = [f"id-{i}" for i in range(3000)]
@@ -32,3 +38,15 @@ def test_changing_the_salt_reshuffles():
     a = [split_of(i, SplitParams(salt="a")) for i in IDS[:300]]
     b = [split_of(i, SplitParams(salt="b")) for i in IDS[:300]]
     assert a != b
+
+
+
+def test_training_on_an_empty_split_stops_naming_it(tiny_params, tmp_path):
+    params = dataclasses.replace(tiny_params, split=SplitParams(test_fraction=0.0))
+    layout = Layout(tmp_path / "artifacts")
+    stages.clean(params, layout)
+    assert stages.split(params, layout)["test"] == 0
+    ids = list(pd.read_csv(layout.split_manifest, dtype=str)["sample_id"])
+    save_torch(layout.features, {"sample_id": ids, "image": torch.zeros(6, 4), "text": torch.zeros(6, 3)})
+    with pytest.raises(ValueError, match="'test' split is empty"):
+        stages.train(params, layout)
