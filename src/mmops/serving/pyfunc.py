@@ -10,8 +10,16 @@ from typing import Any
 
 import mlflow.pyfunc
 import pandas as pd
+import torch
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from PIL import Image
+
+from mmops.artifacts import load_torch
+from mmops.device import pick_device
+from mmops.features.image import IMAGE_DIM, ImageEncoder, ImagePreset, encode_images, open_image
+from mmops.features.text import TEXT_DIM, TextEncoder
+from mmops.training.train import model_from_checkpoint, predict
 
 MODALITY_COLUMNS = ("image", "text")
 # The file MLflow runs to get the model (models-from-code), logged with the package beside it.
@@ -32,14 +40,6 @@ class MultimodalClassifier(mlflow.pyfunc.PythonModel):
     """Image + text -> label; either modality may be missing from a record."""
 
     def load_context(self, context: Any) -> None:
-        import torch
-
-        from mmops.artifacts import load_torch
-        from mmops.device import pick_device
-        from mmops.features.image import ImageEncoder, ImagePreset
-        from mmops.features.text import TextEncoder
-        from mmops.training.train import model_from_checkpoint
-
         ckpt = load_torch(context.artifacts["checkpoint"])
         self.device = pick_device()
         self.classes = ckpt["classes"]
@@ -48,11 +48,8 @@ class MultimodalClassifier(mlflow.pyfunc.PythonModel):
         self.image_encoder = ImageEncoder(image_size=self.image_size)
         self.preset = ImagePreset(size=self.image_size)
         self.text_encoder = TextEncoder(device=self.device)
-        self._torch = torch
 
     def _decode_images(self, column: pd.Series) -> list[Any]:
-        from mmops.features.image import open_image
-
         images = []
         for i, value in enumerate(column):
             if not _present(value):
@@ -60,16 +57,11 @@ class MultimodalClassifier(mlflow.pyfunc.PythonModel):
                 continue
             try:
                 images.append(open_image(base64.b64decode(value, validate=True)))
-            except (binascii.Error, ValueError, OSError) as err:
+            except (binascii.Error, ValueError, OSError, Image.DecompressionBombError) as err:
                 raise _bad_input(f"record {i}: 'image' is not a base64-encoded image: {err}") from err
         return images
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
-        from mmops.features.image import IMAGE_DIM, encode_images
-        from mmops.features.text import TEXT_DIM
-        from mmops.training.train import predict
-
-        torch = self._torch
         frame = pd.DataFrame(model_input)
         n = len(frame)
         for column in MODALITY_COLUMNS:
