@@ -35,10 +35,14 @@ def _write(path: Path, writer: Callable[[Path], Any]) -> Path:
     return Path(path)
 
 
+def write_text(path: Path, text: str) -> Path:
+    """Write UTF-8 text."""
+    return _write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
 def write_json(path: Path, obj: Any) -> Path:
     """Write `obj` as indented, key-sorted JSON."""
-    text = json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n"
-    return _write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    return write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def write_csv(path: Path, frame: pd.DataFrame) -> Path:

@@ -141,6 +141,10 @@ class Layout:
         return self.root / "validate" / "validation.json"
 
     @property
+    def validation_report(self) -> Path:
+        return self.root / "validate" / "report.html"
+
+    @property
     def clean_manifest(self) -> Path:
         return self.root / "clean" / "manifest.csv"
 

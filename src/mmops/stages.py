@@ -25,17 +25,19 @@ STAGES = ("validate", "clean", "split", "featurize", "train", "evaluate", "regis
 
 
 def validate(params: Params, layout: Layout) -> dict[str, Any]:
-    """Run the Great Expectations suite on the raw manifest; write the result; stop on violations."""
-    from mmops.data.validate import ValidationError, validate_manifest
+    """Run the Great Expectations suite on the raw manifest; write the result (JSON and a
+    readable HTML page); stop on violations."""
+    from mmops.data.validate import ValidationError, render_html, validate_manifest
 
     frame = read_manifest(params.data.manifest, params.data.columns)
     report = validate_manifest(frame, params.data)
     artifacts.write_json(layout.validation, report.to_dict())
+    artifacts.write_text(layout.validation_report, render_html(report, str(params.data.manifest)))
     if not report.success:
         listed = "\n  ".join(report.failures)
         raise ValidationError(
             f"{params.data.manifest} failed validation ({len(report.failures)} problem(s)):\n  {listed}\n"
-            f"(full result: {layout.validation})"
+            f"(report: {layout.validation_report})"
         )
     return {"rows": len(frame), "success": True}
 
@@ -170,7 +172,8 @@ def register(params: Params, layout: Layout, *, dvc_file: Path = Path("data.dvc"
         tags=tags,
         checkpoint=layout.model,
         input_example=input_example,
-        artifacts=[layout.metrics, layout.confusion, layout.validation, layout.rejects, layout.clean_metrics],
+        artifacts=[layout.metrics, layout.confusion, layout.validation, layout.validation_report,
+                   layout.rejects, layout.clean_metrics],
         code_dir=Path(mmops.__file__).parent,
     )
     record = {

@@ -7,6 +7,7 @@ reported in one result.
 
 from __future__ import annotations
 
+import html
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,3 +130,37 @@ def validate_manifest(frame: pd.DataFrame, params: DataParams) -> ValidationRepo
     failures = _describe(result, params)
     return ValidationReport(success=bool(result.success) and not failures, failures=failures,
                             result=result.to_json_dict())
+
+
+def render_html(report: ValidationReport, title: str) -> str:
+    """A self-contained page (no scripts, no network) of the suite's result: one row per
+    expectation, then every violation by line."""
+    rows = []
+    for item in report.result["results"]:
+        config = item["expectation_config"]
+        kwargs = {k: v for k, v in config["kwargs"].items() if k not in ("batch_id", "column")}
+        count = (item.get("result") or {}).get("unexpected_count")
+        rows.append(
+            f"<tr class={'ok' if item['success'] else 'bad'}><td>{'pass' if item['success'] else 'FAIL'}</td>"
+            f"<td>{html.escape(str(config['kwargs'].get('column', '')))}</td>"
+            f"<td>{html.escape(config['type'])}</td><td>{html.escape(str(kwargs) if kwargs else '')}</td>"
+            f"<td>{'' if count is None else count}</td></tr>"
+        )
+    failures = "".join(f"<li>{html.escape(line)}</li>" for line in report.failures) or "<li>none</li>"
+    verdict = "passed" if report.success else "FAILED"
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>{html.escape(title)}: {verdict}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem; }}
+table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding: .3rem .6rem; text-align: left; }}
+tr.bad td:first-child {{ color: #b00; font-weight: bold; }} tr.ok td:first-child {{ color: #070; }}
+</style></head><body>
+<h1>{html.escape(title)}: {verdict}</h1>
+<p>Great Expectations suite <code>raw_manifest</code>: {sum(1 for r in report.result["results"] if r["success"])}
+of {len(report.result["results"])} expectations met.</p>
+<table><tr><th>result</th><th>column</th><th>expectation</th><th>arguments</th><th>unexpected</th></tr>
+{"".join(rows)}
+</table>
+<h2>Violations</h2><ul>{failures}</ul>
+</body></html>
+"""

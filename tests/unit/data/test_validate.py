@@ -75,6 +75,9 @@ def test_validate_stage_writes_result_and_stops_with_the_reason(tiny_params, tin
         stages.validate(tiny_params, layout)
     written = json.loads(layout.validation.read_text())
     assert written["success"] is False and written["great_expectations"]["success"] is False
+    page = layout.validation_report.read_text()
+    assert "FAILED" in page and "line 3: label &#x27;Zoo&#x27;" in page
+    assert "<script" not in page and "http" not in page  # readable offline
 
 
 def test_cli_exits_nonzero_naming_the_problem(tiny_params, tiny_rows, tmp_path, capsys):
