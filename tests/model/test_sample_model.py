@@ -11,7 +11,8 @@ from PIL import ImageOps
 
 from mmops import artifacts, stages
 from mmops.config import Layout
-from mmops.features.image import ImageEncoder, ImagePreset, encode_images, open_image
+from mmops.data.media import load_image
+from mmops.features.image import ImageEncoder, ImagePreset, encode_images
 from mmops.features.text import TextEncoder
 from mmops.training.train import model_from_checkpoint, predict
 from tests.conftest import make_params
@@ -41,7 +42,7 @@ def test_fused_beats_each_single_modality_on_the_test_split(trained):
 def test_horizontal_flip_rarely_changes_the_image_prediction(trained):
     params, layout, model = trained
     frame = pd.read_csv(layout.split_manifest, dtype=str, keep_default_na=False).query("split == 'test'")
-    images = [open_image(str(params.data.root / p)) for p in frame["image"]]
+    images = [load_image(params.data.root / p, params.clean.max_image_pixels) for p in frame["image"]]
     encoder, preset = ImageEncoder(image_size=params.featurize.image_size), ImagePreset(size=params.featurize.image_size)
     plain = encode_images(images, encoder, preset, batch_size=64, device=CPU)
     flipped = encode_images([ImageOps.mirror(i) for i in images], encoder, preset, batch_size=64, device=CPU)

@@ -36,3 +36,27 @@ def test_params_digest_changes_with_any_value():
 def test_data_paths_are_relative_to_the_params_file(tmp_path: Path):
     (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
     assert load_params(tmp_path / "params.yaml").data.root == tmp_path / "data"
+
+
+@pytest.mark.parametrize(("section", "values", "message"), [
+    ("train", {"epochs": "ten"}, "'train.epochs' must be int"),
+    ("train", {"epochs": 0}, "epochs >= 1"),
+    ("train", {"dropout": True}, "'train.dropout' must be float"),
+    ("data", {"labels": "Flags"}, "'data.labels' must be a list"),
+    ("data", {"labels": ["Flags", "Flags"]}, "distinct"),
+])
+def test_wrong_values_are_refused_with_their_name(section, values, message):
+    with pytest.raises(ValueError, match=message):
+        params_from_dict(repo_params(**{section: values}))
+
+
+def test_integers_are_accepted_where_floats_are_expected():
+    assert params_from_dict(repo_params(train={"lr": 1})).train.lr == 1.0
+
+
+def test_cli_reports_broken_yaml_without_a_traceback(tmp_path: Path, capsys):
+    from mmops.cli import main
+
+    (tmp_path / "params.yaml").write_text("train: [unclosed\n")
+    assert main(["stage", "split", "--params", str(tmp_path / "params.yaml")]) == 1
+    assert "mmops: error:" in capsys.readouterr().err

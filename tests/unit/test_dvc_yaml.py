@@ -46,3 +46,11 @@ def test_params_named_in_dvc_yaml_exist_in_params_yaml():
             for part in ref.split("."):
                 assert part in node, ref
                 node = node[part]
+
+
+def test_every_stage_depends_on_the_code_every_stage_runs():
+    shared = {"src/mmops/config.py", "src/mmops/artifacts.py", "src/mmops/stages.py"}
+    for name, stage in DVC["stages"].items():
+        deps = set(stage["deps"])
+        for path in shared:
+            assert path in deps or "src/mmops" in deps, f"{name} lacks {path}"

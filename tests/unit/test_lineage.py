@@ -28,6 +28,12 @@ def test_commit_is_dirty_when_code_changed_but_not_when_only_dvc_lock_did(tmp_pa
     assert git_commit(repo) == f"{clean}-dirty"
 
 
+def test_commit_is_dirty_when_a_new_file_is_not_committed(tmp_path: Path):
+    repo = _repo(tmp_path)
+    (repo / "new_module.py").write_text("y = 1\n")
+    assert git_commit(repo).endswith("-dirty")
+
+
 def test_data_md5_is_read_from_the_dvc_file(tmp_path: Path):
     repo = _repo(tmp_path)
     assert data_md5(repo / "data.dvc") == "abc123.dir"
@@ -44,3 +50,17 @@ def test_lineage_tags_name_code_data_params_stage_and_flow_run(tmp_path: Path):
     assert tags["mmops.params_hash"] == "p1"
     assert tags["mmops.prefect_flow_run_id"] == "none"
     assert len(tags["mmops.git_commit"]) == 40
+
+
+def test_workspace_match_follows_dvc_status(tmp_path: Path):
+    import sys
+
+    from mmops.data.versioning import workspace_matches
+
+    subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=tmp_path, check=True)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "a.txt").write_text("one\n")
+    subprocess.run([sys.executable, "-m", "dvc", "add", "-q", "data"], cwd=tmp_path, check=True)
+    assert workspace_matches(tmp_path / "data.dvc")
+    (tmp_path / "data" / "a.txt").write_text("two\n")
+    assert not workspace_matches(tmp_path / "data.dvc")

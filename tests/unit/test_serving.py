@@ -25,15 +25,16 @@ def served(tmp_path_factory):
     params = TrainParams(hidden_dim=8)
     model = LateFusionClassifier({"image": 1280, "text": 384}, 3, hidden_dim=8, dropout=0.0)
     path = save_torch(tmp_path_factory.mktemp("ckpt") / "model.pt",
-                      checkpoint(FitResult(model=model, best_epoch=1), CLASSES, params, image_size=32))
+                      checkpoint(FitResult(model=model, best_epoch=1), CLASSES, params, image_size=32,
+                                 max_image_pixels=10_000))
     pyfunc = MultimodalClassifier()
     pyfunc.load_context(SimpleNamespace(artifacts={"checkpoint": str(path)}))
     return pyfunc
 
 
-def _png() -> str:
+def _png(size: int = 20) -> str:
     buffer = io.BytesIO()
-    Image.new("RGBA", (20, 20), (200, 10, 10, 255)).save(buffer, format="PNG")
+    Image.new("RGBA", (size, size), (200, 10, 10, 255)).save(buffer, format="PNG")
     return base64.b64encode(buffer.getvalue()).decode()
 
 
@@ -53,7 +54,15 @@ def test_a_record_with_neither_modality_is_refused_by_index(served):
         served.predict(None, pd.DataFrame({"image": [_png(), None], "text": [None, "  "]}))
 
 
-@pytest.mark.parametrize("bad", ["not base64 !!", base64.b64encode(b"not an image").decode()])
-def test_an_undecodable_image_is_refused_by_index(served, bad):
-    with pytest.raises(MlflowException, match="record 1: 'image' is not a base64-encoded image"):
+@pytest.mark.parametrize(("bad", "reason"), [
+    ("not base64 !!", "not base64"),
+    (base64.b64encode(b"not an image").decode(), "unreadable image"),
+])
+def test_an_undecodable_image_is_refused_by_index(served, bad, reason):
+    with pytest.raises(MlflowException, match=f"record 1: 'image'.*{reason}"):
         served.predict(None, pd.DataFrame({"image": [_png(), bad], "text": ["x", "y"]}))
+
+
+def test_an_image_over_the_trained_pixel_limit_is_refused_before_decoding(served):
+    with pytest.raises(MlflowException, match="record 0: 'image': decompression bomb: 200x200"):
+        served.predict(None, pd.DataFrame({"image": [_png(size=200)]}))

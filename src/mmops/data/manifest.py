@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import pandas as pd
@@ -37,8 +38,25 @@ def read_manifest(path: Path, columns: Columns) -> pd.DataFrame:
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         raise ManifestError(f"{path}: malformed CSV: {err}") from err
     frame = frame.rename(columns={source: key for key, source in source_names(columns).items()})
-    frame[LINE] = range(2, len(frame) + 2)
+    lines = record_lines(path)
+    # Should the two parsers ever disagree, number records plainly rather than wrongly.
+    frame[LINE] = lines if len(lines) == len(frame) else range(2, len(frame) + 2)
     return frame
+
+
+def record_lines(path: Path) -> list[int]:
+    """The line each data record starts on, as an editor numbers them: blank lines are skipped
+    and a quoted field may span lines (as pandas parses them)."""
+    starts: list[int] = []
+    with Path(path).open(newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh)
+        next(reader, None)  # header
+        previous = reader.line_num
+        for record in reader:
+            if record:
+                starts.append(previous + 1)
+            previous = reader.line_num
+    return starts
 
 
 def missing_columns(frame: pd.DataFrame, columns: Columns) -> list[str]:

@@ -28,12 +28,15 @@ class ValidationError(ValueError):
 
 @dataclass(frozen=True)
 class ValidationReport:
+    """The suite's outcome, without GX's run ids and timestamps: the same data gives the same
+    report (later stages depend on it, so it must not change when nothing did)."""
+
     success: bool
     failures: list[str]  # one readable line per violation
-    result: dict[str, Any]  # the GE validation result, JSON-able
+    expectations: list[dict[str, Any]]  # per expectation: type, column, arguments, success, unexpected
 
     def to_dict(self) -> dict[str, Any]:
-        return {"success": self.success, "failures": self.failures, "great_expectations": self.result}
+        return {"success": self.success, "failures": self.failures, "expectations": self.expectations}
 
 
 def image_status(root: Path, relative: str) -> str:
@@ -128,22 +131,31 @@ def validate_manifest(frame: pd.DataFrame, params: DataParams) -> ValidationRepo
     checked = _with_media_checks(frame, params.root)
     result = _run_suite(checked, params)
     failures = _describe(result, params)
+    expectations = []
+    for item in result.to_json_dict()["results"]:
+        kwargs = dict(item["expectation_config"]["kwargs"])
+        kwargs.pop("batch_id", None)
+        expectations.append({
+            "type": item["expectation_config"]["type"],
+            "column": kwargs.pop("column", None),
+            "arguments": kwargs,
+            "success": bool(item["success"]),
+            "unexpected": (item.get("result") or {}).get("unexpected_count"),
+        })
     return ValidationReport(success=bool(result.success) and not failures, failures=failures,
-                            result=result.to_json_dict())
+                            expectations=expectations)
 
 
 def render_html(report: ValidationReport, title: str) -> str:
     """A self-contained page (no scripts, no network) of the suite's result: one row per
     expectation, then every violation by line."""
     rows = []
-    for item in report.result["results"]:
-        config = item["expectation_config"]
-        kwargs = {k: v for k, v in config["kwargs"].items() if k not in ("batch_id", "column")}
-        count = (item.get("result") or {}).get("unexpected_count")
+    for item in report.expectations:
+        arguments, count = item["arguments"], item["unexpected"]
         rows.append(
             f"<tr class={'ok' if item['success'] else 'bad'}><td>{'pass' if item['success'] else 'FAIL'}</td>"
-            f"<td>{html.escape(str(config['kwargs'].get('column', '')))}</td>"
-            f"<td>{html.escape(config['type'])}</td><td>{html.escape(str(kwargs) if kwargs else '')}</td>"
+            f"<td>{html.escape(str(item['column'] or ''))}</td>"
+            f"<td>{html.escape(item['type'])}</td><td>{html.escape(str(arguments) if arguments else '')}</td>"
             f"<td>{'' if count is None else count}</td></tr>"
         )
     failures = "".join(f"<li>{html.escape(line)}</li>" for line in report.failures) or "<li>none</li>"
@@ -156,8 +168,8 @@ table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding
 tr.bad td:first-child {{ color: #b00; font-weight: bold; }} tr.ok td:first-child {{ color: #070; }}
 </style></head><body>
 <h1>{html.escape(title)}: {verdict}</h1>
-<p>Great Expectations suite <code>raw_manifest</code>: {sum(1 for r in report.result["results"] if r["success"])}
-of {len(report.result["results"])} expectations met.</p>
+<p>Great Expectations suite <code>raw_manifest</code>: {sum(1 for e in report.expectations if e["success"])}
+of {len(report.expectations)} expectations met.</p>
 <table><tr><th>result</th><th>column</th><th>expectation</th><th>arguments</th><th>unexpected</th></tr>
 {"".join(rows)}
 </table>

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,16 @@ def data_md5(dvc_file: Path) -> str:
     if not outs or "md5" not in outs[0]:
         raise ValueError(f"{dvc_file}: no md5 recorded under 'outs'")
     return str(outs[0]["md5"])
+
+
+def workspace_matches(dvc_file: Path) -> bool:
+    """Whether the data in the workspace is exactly what `dvc_file` records (`dvc status`)."""
+    dvc_file = Path(dvc_file)
+    result = subprocess.run(
+        [sys.executable, "-m", "dvc", "status", "--json", dvc_file.name],
+        cwd=dvc_file.parent, capture_output=True, text=True,
+    )
+    return result.returncode == 0 and json.loads(result.stdout or "{}") == {}
 
 
 def commit_if_matching(dvc_file: Path) -> bool:

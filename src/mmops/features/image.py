@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import torch
 from PIL import Image
@@ -12,6 +12,7 @@ from torch import nn
 from torchvision.transforms import v2
 
 IMAGE_DIM = 1280
+Source = TypeVar("Source")
 
 
 class ImagePreset:
@@ -48,23 +49,18 @@ class ImageEncoder(nn.Module):
         return self.net.extract_features(images).mean(dim=(2, 3))
 
 
-def open_image(data: bytes | str) -> Image.Image:
-    """Decode an image from bytes or a path, fully (so truncated files fail here)."""
-    image = Image.open(io.BytesIO(data) if isinstance(data, bytes) else data)
-    image.load()
-    return image
-
-
 @torch.inference_mode()
 def encode_images(
-    images: Sequence[Image.Image], encoder: ImageEncoder, preset: ImagePreset,
-    *, batch_size: int, device: torch.device,
+    sources: Sequence[Source], encoder: ImageEncoder, preset: ImagePreset,
+    *, batch_size: int, device: torch.device, load: Callable[[Source], Image.Image] | None = None,
 ) -> torch.Tensor:
-    """Features of `images`, in order, as a float32 CPU tensor (N, 1280)."""
+    """Features of the images, in order, as a float32 CPU tensor (N, 1280). With `load`,
+    `sources` are decoded one batch at a time (memory stays flat however many there are)."""
     encoder = encoder.to(device)
     out = []
-    for start in range(0, len(images), batch_size):
-        batch = torch.stack([preset(img) for img in images[start:start + batch_size]])
+    for start in range(0, len(sources), batch_size):
+        chunk = sources[start:start + batch_size]
+        batch = torch.stack([preset(load(s) if load else s) for s in chunk])
         batch = batch.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             out.append(encoder(batch).float().cpu())

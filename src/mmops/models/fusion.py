@@ -24,7 +24,7 @@ class ModalityHead(nn.Module):
 
     def set_statistics(self, features: torch.Tensor) -> None:
         self.mean.copy_(features.mean(0))
-        self.std.copy_(features.std(0).clamp_min(1e-6))
+        self.std.copy_(features.std(0, correction=0).clamp_min(1e-6))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.mlp((features - self.mean) / self.std)

@@ -5,18 +5,18 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from mmops.data.versioning import data_md5
+from mmops.data.versioning import data_md5, workspace_matches
 
 
 def git_commit(cwd: Path = Path(".")) -> str:
-    """The checked-out commit, with `-dirty` when tracked files have uncommitted changes
-    (dvc.lock aside: `dvc repro` itself rewrites it while the pipeline runs)."""
+    """The checked-out commit, with `-dirty` when files git would commit differ from it: changed
+    or new (not ignored). dvc.lock aside: `dvc repro` itself rewrites it while the pipeline runs."""
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)dvc.lock"], cwd=cwd,
+            ["git", "status", "--porcelain", "--", ".", ":(exclude)dvc.lock"], cwd=cwd,
             capture_output=True, text=True, check=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
@@ -31,6 +31,8 @@ def lineage_tags(
     return {
         "mmops.git_commit": git_commit(cwd),
         "mmops.data_md5": data_md5(dvc_file),
+        # false: the data used was not what data.dvc records (edited without `dvc add`)
+        "mmops.data_matches_dvc_file": str(workspace_matches(dvc_file)).lower(),
         "mmops.params_hash": params_digest,
         "mmops.dvc_stage": stage,
         "mmops.prefect_flow_run_id": flow_run_id or "none",

@@ -13,11 +13,10 @@ import pandas as pd
 import torch
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
-from PIL import Image
-
 from mmops.artifacts import load_torch
+from mmops.data.media import MediaError, decode_image
 from mmops.device import pick_device
-from mmops.features.image import IMAGE_DIM, ImageEncoder, ImagePreset, encode_images, open_image
+from mmops.features.image import IMAGE_DIM, ImageEncoder, ImagePreset, encode_images
 from mmops.features.text import TEXT_DIM, TextEncoder
 from mmops.training.train import model_from_checkpoint, predict
 
@@ -44,6 +43,7 @@ class MultimodalClassifier(mlflow.pyfunc.PythonModel):
         self.device = pick_device()
         self.classes = ckpt["classes"]
         self.image_size = int(ckpt["image_size"])
+        self.max_image_pixels = int(ckpt["max_image_pixels"])
         self.model = model_from_checkpoint(ckpt).to(self.device)
         self.image_encoder = ImageEncoder(image_size=self.image_size)
         self.preset = ImagePreset(size=self.image_size)
@@ -56,9 +56,13 @@ class MultimodalClassifier(mlflow.pyfunc.PythonModel):
                 images.append(None)
                 continue
             try:
-                images.append(open_image(base64.b64decode(value, validate=True)))
-            except (binascii.Error, ValueError, OSError, Image.DecompressionBombError) as err:
-                raise _bad_input(f"record {i}: 'image' is not a base64-encoded image: {err}") from err
+                data = base64.b64decode(value, validate=True)
+            except (binascii.Error, ValueError) as err:
+                raise _bad_input(f"record {i}: 'image' is not base64: {err}") from err
+            try:
+                images.append(decode_image(data, self.max_image_pixels))
+            except MediaError as err:
+                raise _bad_input(f"record {i}: 'image': {err}") from err
         return images
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:

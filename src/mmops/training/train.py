@@ -115,13 +115,17 @@ def fit(
         history.append(row)
         if val_loss < best_loss:
             best_state, best_epoch, best_loss = copy.deepcopy(model.state_dict()), epoch, val_loss
+    if best_state is None:
+        raise ValueError(f"training diverged: the validation loss was never finite (last: {history[-1]})")
     model.load_state_dict(best_state)
     weights = choose_fusion_weights(model, predict(model, val, device), y_val)
     model.fusion_weights.copy_(weights.to(model.fusion_weights.device))
     return FitResult(model=model.cpu(), best_epoch=best_epoch, history=history)
 
 
-def checkpoint(result: FitResult, classes: list[str], params: TrainParams, image_size: int) -> dict:
+def checkpoint(
+    result: FitResult, classes: list[str], params: TrainParams, image_size: int, max_image_pixels: int
+) -> dict:
     """One dict with everything needed to rebuild the model (loadable with weights_only=True)."""
     model = result.model
     return {
@@ -131,7 +135,9 @@ def checkpoint(result: FitResult, classes: list[str], params: TrainParams, image
         "hidden_dim": params.hidden_dim,
         "dropout": params.dropout,
         "epoch": result.best_epoch,
-        "image_size": image_size,  # the featurizer's input size, which serving must reproduce
+        # What serving must reproduce: the featurizer's input size and the image-size guard.
+        "image_size": image_size,
+        "max_image_pixels": max_image_pixels,
     }
 
 

@@ -65,6 +65,13 @@ def test_clean_rejects_empty_text_unknown_label_missing_file_and_escaping_path(t
     assert reasons["s3"].startswith("bad image path") and "escapes" in reasons["s3"]
 
 
+def test_clean_gives_identical_images_the_same_content_hash(tiny_params):
+    kept, _ = _clean(tiny_params)
+    # tiny_rows colours repeat every third row: s0 and s3 are the same picture
+    hashes = dict(zip(kept["sample_id"], kept["content_hash"]))
+    assert hashes["s0"] == hashes["s3"] and hashes["s0"] != hashes["s1"]
+
+
 def test_clean_strips_text_and_does_not_modify_its_input(tiny_params, tiny_rows):
     tiny_rows[0]["text"] = "  padded  "
     write_manifest(tiny_params.data.manifest, tiny_rows)

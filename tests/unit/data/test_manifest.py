@@ -57,3 +57,11 @@ def test_symlink_out_of_the_data_root_is_refused(tmp_path: Path):
 
 def test_path_inside_the_root_resolves(tmp_path: Path):
     assert resolve_media(tmp_path, "images/a.png") == (tmp_path / "images" / "a.png").resolve()
+
+
+def test_line_numbers_survive_blank_lines_and_multiline_fields(tmp_path: Path):
+    path = tmp_path / "m.csv"
+    path.write_text('sample_id,image,text,label\na,x.png,"two\nlines",Flags\n\nb,y.png,ok,Flags\n')
+    frame = read_manifest(path, Columns())
+    assert list(frame["sample_id"]) == ["a", "b"]
+    assert list(frame["line"]) == [2, 5]

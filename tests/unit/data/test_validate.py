@@ -21,6 +21,14 @@ def test_good_manifest_passes(tiny_params):
     assert report.success and report.failures == []
 
 
+def test_the_same_data_gives_the_same_report_file(tiny_params, tmp_path):
+    first, second = Layout(tmp_path / "a"), Layout(tmp_path / "b")
+    stages.validate(tiny_params, first)
+    stages.validate(tiny_params, second)
+    assert first.validation.read_bytes() == second.validation.read_bytes()
+    assert first.validation_report.read_bytes() == second.validation_report.read_bytes()
+
+
 def test_missing_column_is_named(tiny_params, tiny_rows):
     write_manifest(tiny_params.data.manifest, tiny_rows, columns=["sample_id", "image", "label"])
     report = _report(tiny_params)
@@ -74,7 +82,11 @@ def test_validate_stage_writes_result_and_stops_with_the_reason(tiny_params, tin
     with pytest.raises(ValidationError, match="line 3: label 'Zoo'"):
         stages.validate(tiny_params, layout)
     written = json.loads(layout.validation.read_text())
-    assert written["success"] is False and written["great_expectations"]["success"] is False
+    assert written["success"] is False
+    [label_check] = [e for e in written["expectations"] if e["type"] == "expect_column_values_to_be_in_set"
+                     and e["column"] == "label"]
+    assert label_check == {"type": "expect_column_values_to_be_in_set", "column": "label", "success": False,
+                           "arguments": {"value_set": TINY_LABELS}, "unexpected": 1}
     page = layout.validation_report.read_text()
     assert "FAILED" in page and "line 3: label &#x27;Zoo&#x27;" in page
     assert "<script" not in page and "http" not in page  # readable offline

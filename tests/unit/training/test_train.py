@@ -44,7 +44,7 @@ def test_checkpoint_round_trip_predicts_the_same(tmp_path):
 
     (tr, ytr), (va, yva) = _data(120, 0), _data(60, 1)
     result = fit(tr, ytr, va, yva, 3, PARAMS, CPU)
-    path = save_torch(tmp_path / "model.pt", checkpoint(result, ["a", "b", "c"], PARAMS, image_size=32))
+    path = save_torch(tmp_path / "model.pt", checkpoint(result, ["a", "b", "c"], PARAMS, image_size=32, max_image_pixels=100))
     restored = model_from_checkpoint(load_torch(path))
     before, after = predict(result.model, va, CPU), predict(restored, va, CPU)
     assert torch.allclose(before["fused"], after["fused"])

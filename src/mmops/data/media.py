@@ -1,0 +1,39 @@
+"""Decoding media safely: the one place an image is checked before anything uses it."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+
+class MediaError(ValueError):
+    """A media file cannot be used; the message reads `<kind>: <detail>`."""
+
+
+def decode_image(data: bytes, max_pixels: int) -> Image.Image:
+    """Fully decode an image from its bytes. Refuses decompression bombs from the header alone,
+    before decoding, and truncated or non-image data."""
+    try:
+        image = Image.open(io.BytesIO(data))
+        width, height = image.size
+        if width * height > max_pixels:
+            raise MediaError(f"decompression bomb: {width}x{height} pixels exceeds {max_pixels}")
+        image.load()
+    except MediaError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise MediaError(f"unreadable image: {err}") from err
+    return image
+
+
+def load_image(path: Path, max_pixels: int) -> Image.Image:
+    """`decode_image` of a file."""
+    return decode_image(Path(path).read_bytes(), max_pixels)
+
+
+def content_hash(path: Path) -> str:
+    """sha256 of a file's bytes: identical files share it."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
