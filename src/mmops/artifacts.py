@@ -51,8 +51,16 @@ def write_csv(path: Path, frame: pd.DataFrame) -> Path:
 
 
 def save_torch(path: Path, obj: Any) -> Path:
-    """`torch.save` a dict of tensors and plain values (loadable with `weights_only=True`)."""
-    return _write(path, lambda tmp: torch.save(obj, tmp))
+    """`torch.save` a dict of tensors and plain values (loadable with `weights_only=True`).
+    The same content gives the same bytes, so DVC sees an unchanged output as unchanged."""
+
+    def save(tmp: Path) -> None:
+        # Saved through a file object: given a path, torch names the archive inside after the
+        # (random) temporary file name, and the bytes would differ on every run.
+        with tmp.open("wb") as fh:
+            torch.save(obj, fh)
+
+    return _write(path, save)
 
 
 def load_torch(path: Path) -> Any:
