@@ -29,7 +29,7 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet "pip==26.3"
 	$(VENV)/bin/pip install --quiet --quiet -c constraints.txt -e '.[dev]'
 	$(VENV)/bin/pip check
 	touch $@
