@@ -94,12 +94,12 @@ def _build(cls: type, raw: dict[str, Any] | None, section: str) -> Any:
     if raw is not None and not isinstance(raw, dict):
         raise ValueError(f"params.yaml: '{section}' must be a mapping")
     raw = dict(raw or {})
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - set(fields))
+    defaults = cls()  # each field's default gives the type its value must have
+    unknown = sorted(set(raw) - {f.name for f in dataclasses.fields(cls)})
     if unknown:
         raise ValueError(f"params.yaml: unknown key(s) in '{section}': {', '.join(unknown)}")
     for key, value in raw.items():
-        expected = type(getattr(cls(), key))
+        expected = type(getattr(defaults, key))
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             raw[key] = float(value)
         elif not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
@@ -149,6 +149,10 @@ class Layout:
     (a test checks they agree)."""
 
     root: Path = Path("artifacts")
+
+    def all_paths(self) -> dict[str, Path]:
+        """Every artifact path, by name."""
+        return {name: getattr(self, name) for name, value in vars(Layout).items() if isinstance(value, property)}
 
     @property
     def validation(self) -> Path:

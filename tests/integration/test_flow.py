@@ -29,10 +29,8 @@ def test_flow_runs_the_pipeline_and_tags_the_flow_run(project, prefect_server, m
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri(project))
     result = training_pipeline(params_path="params.yaml", artifacts_dir="artifacts", dvc_file="data.dvc")
 
-    layout = Layout(project / "artifacts")
-    for name in dir(Layout):
-        if isinstance(getattr(Layout, name), property):
-            assert getattr(layout, name).exists(), name
+    for name, path in Layout(project / "artifacts").all_paths().items():
+        assert path.exists(), name
     assert set(result["metrics"]["test"]) == {"fused", "image", "text"}
     version = MlflowClient(tracking_uri(project)).get_model_version_by_alias("mmops-classifier", "challenger")
     assert str(version.version) == result["registered"]["version"]
