@@ -30,9 +30,7 @@ register = task(stages.register, name="register", cache_policy=NO_CACHE, retries
 
 
 @flow(name="mmops-training", log_prints=True)
-def training_pipeline(
-    params_path: str = "params.yaml", artifacts_dir: str = "artifacts", dvc_file: str = "data.dvc"
-) -> dict[str, Any]:
+def training_pipeline(params_path: str = "params.yaml", artifacts_dir: str = "artifacts") -> dict[str, Any]:
     """Validate, clean, split, featurize, train, evaluate and register, in order."""
     params = load_params(Path(params_path))
     layout = Layout(Path(artifacts_dir))
@@ -42,8 +40,7 @@ def training_pipeline(
     featurize(params, layout)
     train(params, layout)
     metrics = evaluate(params, layout)
-    registered = register(params, layout, dvc_file=Path(dvc_file), stage="prefect:register",
-                          flow_run_id=str(flow_run.id))
+    registered = register(params, layout, stage="prefect:register", flow_run_id=str(flow_run.id))
     print(f"test scores: {metrics['test']}")
     print(f"registered {registered['name']} version {registered['version']} as '{registered['alias']}'")
     return {"metrics": metrics, "registered": registered}
@@ -53,9 +50,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--artifacts", default="artifacts")
-    parser.add_argument("--dvc-file", default="data.dvc")
     args = parser.parse_args()
-    training_pipeline(params_path=args.params, artifacts_dir=args.artifacts, dvc_file=args.dvc_file)
+    training_pipeline(params_path=args.params, artifacts_dir=args.artifacts)
 
 
 if __name__ == "__main__":

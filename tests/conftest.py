@@ -12,6 +12,7 @@ import yaml
 from PIL import Image
 
 from mmops.config import Params, params_from_dict
+from mmops.data.manifest import read_manifest, source_names
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_LABELS = ["Animals & Nature", "Flags", "Objects"]
@@ -59,6 +60,17 @@ def make_params(root: Path, labels: list[str] | None = None, **sections) -> Para
     if labels is not None:
         data["labels"] = labels
     return params_from_dict(repo_params(data=data, **sections))
+
+
+def raw_frame(params: Params):
+    """The manifest as the stages read it (canonical column names)."""
+    return read_manifest(params.data.manifest, source_names(params.data, params.modalities))
+
+
+def modalities_of(params: Params):
+    from mmops.modalities import build_modalities
+
+    return build_modalities(params.modalities)
 
 
 @pytest.fixture

@@ -35,8 +35,7 @@ def _summary(args: argparse.Namespace) -> int:
     metrics = json.loads(layout.metrics.read_text())
     print(f"\nTest split ({metrics['test_samples']} samples):")
     print(f"  {'model':<8} {'accuracy':>9} {'macro-F1':>9}")
-    for name in ("fused", "image", "text"):
-        scores = metrics["test"][name]
+    for name, scores in sorted(metrics["test"].items(), key=lambda item: item[0] != "fused"):
         print(f"  {name:<8} {scores['accuracy']:>9.3f} {scores['macro_f1']:>9.3f}")
     if layout.registered.exists():
         reg = json.loads(layout.registered.read_text())

@@ -5,21 +5,34 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+PRECISIONS = ("auto", "float32", "bfloat16")
+
 
 @dataclass(frozen=True)
 class Columns:
-    """Manifest column names (the manifest may use its own; stages use these canonical ones)."""
+    """Names of the manifest's id and label columns (each modality names its own column)."""
 
     id: str = "sample_id"
-    image: str = "image"
-    text: str = "text"
     label: str = "label"
+
+
+@dataclass(frozen=True)
+class ModalityParams:
+    """One entry of `modalities:` in params.yaml: which modality (a name registered in
+    `mmops.modalities`), the manifest column that holds it, the frozen encoder that turns it
+    into features, and that modality's own options (typed and checked by the modality)."""
+
+    name: str
+    column: str
+    encoder: str
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -31,11 +44,6 @@ class DataParams:
 
 
 @dataclass(frozen=True)
-class CleanParams:
-    max_image_pixels: int = 4_000_000
-
-
-@dataclass(frozen=True)
 class SplitParams:
     salt: str = "mmops-v1"
     val_fraction: float = 0.15
@@ -44,12 +52,19 @@ class SplitParams:
 
 @dataclass(frozen=True)
 class FeaturizeParams:
-    image_size: int = 128
     batch_size: int = 64
+    # auto: bf16 autocast where the hardware is made for it (CUDA), float32 elsewhere.
+    # Recorded with the features; serving encodes the same way.
+    precision: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"params.yaml: 'featurize.precision' must be one of {', '.join(PRECISIONS)}")
 
 
 @dataclass(frozen=True)
 class TrainParams:
+    fusion: str = "late"  # a method registered in mmops.models.fusion
     seed: int = 0
     epochs: int = 30
     batch_size: int = 128
@@ -73,15 +88,17 @@ class RegisterParams:
 @dataclass(frozen=True)
 class Params:
     data: DataParams
-    clean: CleanParams = field(default_factory=CleanParams)
+    modalities: tuple[ModalityParams, ...]
     split: SplitParams = field(default_factory=SplitParams)
     featurize: FeaturizeParams = field(default_factory=FeaturizeParams)
     train: TrainParams = field(default_factory=TrainParams)
     register: RegisterParams = field(default_factory=RegisterParams)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain, JSON-able form (paths as strings, tuples as lists)."""
-        return json.loads(json.dumps(dataclasses.asdict(self), default=str))
+        """Plain, JSON-able form, shaped as params.yaml (paths as strings, tuples as lists)."""
+        raw = json.loads(json.dumps(dataclasses.asdict(self), default=str))
+        raw["modalities"] = [{k: v for k, v in m.items() if k != "options"} | m["options"] for m in raw["modalities"]]
+        return raw
 
     def digest(self) -> str:
         """A short stable hash of every parameter, for lineage tags."""
@@ -89,7 +106,7 @@ class Params:
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def _build(cls: type, raw: dict[str, Any] | None, section: str) -> Any:
+def build_section(cls: type, raw: dict[str, Any] | None, section: str) -> Any:
     """`cls` from a YAML mapping, refusing unknown keys and values of the wrong type."""
     if raw is not None and not isinstance(raw, dict):
         raise ValueError(f"params.yaml: '{section}' must be a mapping")
@@ -109,30 +126,58 @@ def _build(cls: type, raw: dict[str, Any] | None, section: str) -> Any:
 
 def params_from_dict(raw: dict[str, Any], base: Path = Path(".")) -> Params:
     """Build `Params` from the parsed YAML; relative data paths are resolved against `base`."""
-    sections = {"data", "clean", "split", "featurize", "train", "register"}
+    sections = {"data", "modalities", "split", "featurize", "train", "register"}
     unknown = sorted(set(raw) - sections)
     if unknown:
         raise ValueError(f"params.yaml: unknown section(s): {', '.join(unknown)}")
     data_raw = dict(raw.get("data") or {})
+    root = base / data_raw.pop("root", "data")
+    manifest = base / data_raw.pop("manifest", "data/metadata.csv")
+    # data.root is what dvc.yaml tracks and what lineage quotes: the manifest must sit inside it.
+    if not Path(os.path.normpath(manifest)).is_relative_to(os.path.normpath(root)):
+        raise ValueError(f"params.yaml: 'data.manifest' ({manifest}) must be inside 'data.root' ({root})")
     labels = data_raw.get("labels")
     if not isinstance(labels, list) or len(labels) < 2 or len(set(map(str, labels))) != len(labels):
         raise ValueError("params.yaml: 'data.labels' must be a list of at least two distinct classes")
     data = DataParams(
-        root=base / data_raw.pop("root", "data"),
-        manifest=base / data_raw.pop("manifest", "data/metadata.csv"),
-        columns=_build(Columns, data_raw.pop("columns", None), "data.columns"),
+        root=root,
+        manifest=manifest,
+        columns=build_section(Columns, data_raw.pop("columns", None), "data.columns"),
         labels=tuple(str(label) for label in data_raw.pop("labels")),
     )
     if data_raw:
         raise ValueError(f"params.yaml: unknown key(s) in 'data': {', '.join(sorted(data_raw))}")
     return Params(
         data=data,
-        clean=_build(CleanParams, raw.get("clean"), "clean"),
-        split=_build(SplitParams, raw.get("split"), "split"),
-        featurize=_build(FeaturizeParams, raw.get("featurize"), "featurize"),
-        train=_build(TrainParams, raw.get("train"), "train"),
-        register=_build(RegisterParams, raw.get("register"), "register"),
+        modalities=_modalities(raw.get("modalities"), data.columns),
+        split=build_section(SplitParams, raw.get("split"), "split"),
+        featurize=build_section(FeaturizeParams, raw.get("featurize"), "featurize"),
+        train=build_section(TrainParams, raw.get("train"), "train"),
+        register=build_section(RegisterParams, raw.get("register"), "register"),
     )
+
+
+def _modalities(raw: Any, columns: Columns) -> tuple[ModalityParams, ...]:
+    """The `modalities:` list: at least one entry, distinct names and columns."""
+    if not isinstance(raw, list) or not raw:
+        raise ValueError("params.yaml: 'modalities' must be a list of at least one modality")
+    entries = []
+    for i, item in enumerate(raw):
+        where = f"modalities[{i}]"
+        if not isinstance(item, dict):
+            raise ValueError(f"params.yaml: '{where}' must be a mapping")
+        item = dict(item)
+        for key in ("name", "column", "encoder"):
+            if not isinstance(item.get(key), str) or not item[key]:
+                raise ValueError(f"params.yaml: '{where}.{key}' must be a non-empty string")
+        entries.append(ModalityParams(item.pop("name"), item.pop("column"), item.pop("encoder"), options=item))
+    names = [m.name for m in entries]
+    sources = [m.column for m in entries] + [columns.id, columns.label]
+    if len(set(names)) != len(names) or len(set(sources)) != len(sources):
+        raise ValueError("params.yaml: each modality needs its own name and column, apart from the id and label columns")
+    if "fused" in names:
+        raise ValueError("params.yaml: 'fused' is reserved (the fused prediction); rename that modality")
+    return tuple(entries)
 
 
 def load_params(path: Path = Path("params.yaml")) -> Params:

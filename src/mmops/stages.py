@@ -6,7 +6,6 @@ This is the single place each step is implemented: `dvc.yaml` reaches these thro
 
 from __future__ import annotations
 
-import base64
 import json
 from pathlib import Path
 from typing import Any
@@ -16,12 +15,18 @@ import torch
 
 from mmops import artifacts
 from mmops.config import Layout, Params
-from mmops.data.clean import clean_manifest
-from mmops.data.manifest import read_manifest, require_columns
+from mmops.data.clean import clean_manifest, hash_column
+from mmops.data.manifest import ID, LABEL, read_manifest, require_columns, source_names
 from mmops.data.split import SPLITS, assign_splits
-from mmops.device import pick_device
+from mmops.device import feature_dtype, pick_device
+from mmops.features.cache import FeatureCache, check_encoders
+from mmops.modalities import build_modalities
 
 STAGES = ("validate", "clean", "split", "featurize", "train", "evaluate", "register")
+
+
+def _raw_manifest(params: Params) -> pd.DataFrame:
+    return read_manifest(params.data.manifest, source_names(params.data, params.modalities))
 
 
 def validate(params: Params, layout: Layout) -> dict[str, Any]:
@@ -29,8 +34,8 @@ def validate(params: Params, layout: Layout) -> dict[str, Any]:
     readable HTML page); stop on violations."""
     from mmops.data.validate import ValidationError, render_html, validate_manifest
 
-    frame = read_manifest(params.data.manifest, params.data.columns)
-    report = validate_manifest(frame, params.data)
+    frame = _raw_manifest(params)
+    report = validate_manifest(frame, params.data, build_modalities(params.modalities))
     artifacts.write_json(layout.validation, report.to_dict())
     artifacts.write_text(layout.validation_report, render_html(report, str(params.data.manifest)))
     if not report.success:
@@ -44,9 +49,9 @@ def validate(params: Params, layout: Layout) -> dict[str, Any]:
 
 def clean(params: Params, layout: Layout) -> dict[str, Any]:
     """Keep usable rows, record every dropped row with its reason, and count them."""
-    frame = read_manifest(params.data.manifest, params.data.columns)
-    require_columns(frame, params.data.manifest, params.data.columns)
-    kept, rejects = clean_manifest(frame, params.data.root, params.data.labels, params.clean)
+    frame = _raw_manifest(params)
+    require_columns(frame, params.data.manifest, source_names(params.data, params.modalities))
+    kept, rejects = clean_manifest(frame, params.data.root, params.data.labels, build_modalities(params.modalities))
     summary = {
         "rows": len(frame),
         "kept": len(kept),
@@ -64,66 +69,71 @@ def _read_stage_csv(path: Path) -> pd.DataFrame:
 
 
 def split(params: Params, layout: Layout) -> dict[str, int]:
-    """Assign each cleaned sample to train/val/test by a hash of its id."""
-    frame = assign_splits(_read_stage_csv(layout.clean_manifest), params.split)
+    """Assign each cleaned sample to train/val/test by a hash of its group (identical media)."""
+    media = [hash_column(m.name) for m in build_modalities(params.modalities) if m.media]
+    frame = assign_splits(_read_stage_csv(layout.clean_manifest), params.split, media)
     artifacts.write_csv(layout.split_manifest, frame)
     return {name: int((frame["split"] == name).sum()) for name in SPLITS}
 
 
 def featurize(params: Params, layout: Layout, device: str | None = None) -> dict[str, Any]:
-    """Encode every sample's image and text with the frozen encoders into the feature cache."""
-    from mmops.data.manifest import resolve_media
-    from mmops.data.media import load_image
-    from mmops.features.image import ImageEncoder, ImagePreset, encode_images
-    from mmops.features.text import TextEncoder
-
+    """Encode every cleaned sample with each modality's frozen encoder into the feature cache,
+    with what identifies each encoder (name, package versions, input size, precision)."""
     frame = _read_stage_csv(layout.clean_manifest)  # not the split: features do not depend on it
     dev = pick_device(device)
-    size, batch = params.featurize.image_size, params.featurize.batch_size
-    paths = [resolve_media(params.data.root, p) for p in frame["image"]]
-    image = encode_images(paths, ImageEncoder(image_size=size), ImagePreset(size=size), batch_size=batch,
-                          device=dev, load=lambda path: load_image(path, params.clean.max_image_pixels))
-    text = TextEncoder(device=dev)(list(frame["text"]), batch_size=batch)
-    artifacts.save_torch(layout.features, {
-        "sample_id": list(frame["sample_id"]), "image": image, "text": text,
-    })
-    return {"samples": len(frame), "image_dim": image.shape[1], "text_dim": text.shape[1], "device": str(dev)}
+    dtype = feature_dtype(params.featurize.precision, dev)
+    features, present, encoders = {}, {}, {}
+    for modality in build_modalities(params.modalities):
+        encode = modality.encoder(dev, dtype)
+        features[modality.name] = encode(list(frame[modality.name]), batch_size=params.featurize.batch_size,
+                                         load=lambda value, m=modality: m.load(value, params.data.root))
+        present[modality.name] = torch.ones(len(frame), dtype=torch.bool)  # clean keeps complete rows only
+        encoders[modality.name] = modality.identity(dtype)
+    FeatureCache(list(frame[ID]), features, present, encoders).save(layout.features)
+    return {"samples": len(frame), "dims": {m: t.shape[1] for m, t in features.items()},
+            "device": str(dev), "dtype": str(dtype).removeprefix("torch.")}
 
 
-def _features_by_split(params: Params, layout: Layout) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, torch.Tensor], pd.DataFrame]:
-    """Features and label indices per split, aligned with the split manifest."""
+def _features_by_split(params: Params, layout: Layout) -> tuple[FeatureCache, dict[str, dict[str, Any]], pd.DataFrame]:
+    """The cache, and per split its features, presence masks and label indices, aligned with
+    the split manifest's rows."""
     frame = _read_stage_csv(layout.split_manifest)
-    cache = artifacts.load_torch(layout.features)
-    position = {sample_id: i for i, sample_id in enumerate(cache["sample_id"])}
-    missing = [s for s in frame["sample_id"] if s not in position]
-    if missing:
-        raise RuntimeError(f"{layout.features} lacks {len(missing)} sample(s) (e.g. {missing[0]}); rerun featurize")
-    order = torch.tensor([position[s] for s in frame["sample_id"]], dtype=torch.long)
-    cache = {m: cache[m][order] for m in ("image", "text")}
+    cache = FeatureCache.load(layout.features)
+    features, present = cache.align(list(frame[ID]), str(layout.features))
     classes = list(params.data.labels)
-    labels = torch.tensor([classes.index(label) for label in frame["label"]])
-    features, targets = {}, {}
+    labels = torch.tensor([classes.index(label) for label in frame[LABEL]])
+    by_split = {}
     for name in SPLITS:
         mask = torch.tensor((frame["split"] == name).to_numpy(), dtype=torch.bool)
         if not mask.any():
             raise ValueError(f"{layout.split_manifest}: the '{name}' split is empty; add data or change 'split' params")
-        features[name] = {"image": cache["image"][mask], "text": cache["text"][mask]}
-        targets[name] = labels[mask]
-    return features, targets, frame
+        by_split[name] = {"features": {m: t[mask] for m, t in features.items()},
+                          "present": {m: p[mask] for m, p in present.items()}, "target": labels[mask]}
+    return cache, by_split, frame
 
 
 def train(params: Params, layout: Layout, device: str | None = None) -> dict[str, Any]:
-    """Train the late-fusion classifier on the train split (model selection on val)."""
+    """Train the fusion model named by `train.fusion` on the train split (model selection on val)."""
     from mmops.training.train import checkpoint, fit
 
-    features, targets, _ = _features_by_split(params, layout)
+    cache, data, _ = _features_by_split(params, layout)
+    modalities = build_modalities(params.modalities)
+    # The cache must be what params.yaml and the installed encoders would make now; its
+    # precision is its own (it follows the device featurize ran on).
+    check_encoders(cache.encoders, {m.name: m.identity(torch.float32) for m in modalities},
+                   made_by=str(layout.features), expected_by="params.yaml and the installed encoders",
+                   ignore=("dtype",))
     dev = pick_device(device)
-    result = fit(features["train"], targets["train"], features["val"], targets["val"],
-                 len(params.data.labels), params.train, dev)
-    artifacts.save_torch(layout.model, checkpoint(result, list(params.data.labels), params.train,
-                                                  params.featurize.image_size, params.clean.max_image_pixels))
+    tr, va = data["train"], data["val"]
+    result = fit(tr["features"], tr["target"], va["features"], va["target"], len(params.data.labels),
+                 params.train, dev, tr["present"], va["present"])
+    artifacts.save_torch(layout.model, checkpoint(
+        result, list(params.data.labels), encoders=cache.encoders,
+        modalities=[{"name": m.name, "column": m.column, "encoder": m.encoder, "options": m.options}
+                    for m in params.modalities],
+    ))
     artifacts.write_csv(layout.history, pd.DataFrame(result.history))
-    return {"best_epoch": result.best_epoch, "fusion_weights": result.model.fusion_weights.tolist(), "device": str(dev)}
+    return {"best_epoch": result.best_epoch, "fusion": params.train.fusion, "device": str(dev)}
 
 
 def evaluate(params: Params, layout: Layout) -> dict[str, Any]:
@@ -131,11 +141,17 @@ def evaluate(params: Params, layout: Layout) -> dict[str, Any]:
     from mmops.evaluation.metrics import classification_metrics, confusion_rows
     from mmops.training.train import model_from_checkpoint, predict
 
-    features, targets, frame = _features_by_split(params, layout)
-    model = model_from_checkpoint(artifacts.load_torch(layout.model))
+    cache, data, frame = _features_by_split(params, layout)
+    ckpt = artifacts.load_torch(layout.model)
     classes = list(params.data.labels)
-    y = targets["test"].numpy()
-    log_probs = predict(model, features["test"], torch.device("cpu"))
+    if list(ckpt["classes"]) != classes:
+        raise ValueError(f"{layout.model} was trained for classes {list(ckpt['classes'])}, "
+                         f"but params.yaml 'data.labels' is {classes}; retrain")
+    check_encoders(cache.encoders, ckpt["encoders"], made_by=str(layout.features), expected_by=str(layout.model))
+    model = model_from_checkpoint(ckpt)
+    test = data["test"]
+    y = test["target"].numpy()
+    log_probs = predict(model, test["features"], torch.device("cpu"), test["present"])
     scores = {name: classification_metrics(y, lp.argmax(1).numpy(), len(classes)) for name, lp in log_probs.items()}
     metrics = {"test": scores, "test_samples": int(len(y))}
     fused = log_probs["fused"].argmax(1).numpy()
@@ -143,26 +159,35 @@ def evaluate(params: Params, layout: Layout) -> dict[str, Any]:
     artifacts.write_json(layout.metrics, metrics)
     artifacts.write_csv(layout.confusion, confusion_rows(y, fused, classes))
     artifacts.write_csv(layout.predictions, pd.DataFrame({
-        "sample_id": test_rows["sample_id"].to_numpy(), "label": test_rows["label"].to_numpy(),
+        ID: test_rows[ID].to_numpy(), LABEL: test_rows[LABEL].to_numpy(),
         **{f"pred_{name}": [classes[i] for i in lp.argmax(1).tolist()] for name, lp in log_probs.items()},
     }))
     return metrics
 
 
-def register(params: Params, layout: Layout, *, dvc_file: Path = Path("data.dvc"),
-             stage: str = "register", flow_run_id: str | None = None) -> dict[str, Any]:
+def dvc_file_of(params: Params) -> Path:
+    """The `.dvc` file that versions `data.root`; lineage quotes it, so it must exist."""
+    root = Path(params.data.root)
+    dvc_file = root.parent / f"{root.name}.dvc"
+    if not dvc_file.is_file():
+        raise ValueError(f"params.yaml 'data.root' ({root}) is not versioned by DVC: no {dvc_file}. "
+                         f"Run `dvc add {root}` so the model's lineage can name its data version")
+    return dvc_file
+
+
+def register(params: Params, layout: Layout, *, stage: str = "register", flow_run_id: str | None = None) -> dict[str, Any]:
     """Log the pipeline run to MLflow with its lineage and register the model (alias `challenger`)."""
     import mmops
     from mmops.registry.lineage import lineage_tags
     from mmops.registry.mlflow_registry import log_and_register
 
+    dvc_file = dvc_file_of(params)
+    modalities = build_modalities(params.modalities)
     metrics = json.loads(layout.metrics.read_text())
     flat = {f"test_{m}_{k}": v for m, scores in metrics["test"].items() for k, v in scores.items()}
     example = _read_stage_csv(layout.split_manifest).query("split == 'test'").head(2)
-    input_example = pd.DataFrame({
-        "image": [base64.b64encode(Path(params.data.root, p).read_bytes()).decode() for p in example["image"]],
-        "text": list(example["text"]),
-    })
+    input_example = pd.DataFrame({m.name: [m.to_request(v, params.data.root) for v in example[m.name]]
+                                  for m in modalities})
     tags = lineage_tags(dvc_file=dvc_file, params_digest=params.digest(), stage=stage, flow_run_id=flow_run_id)
     registered = log_and_register(
         model_name=params.register.model_name,
@@ -174,6 +199,7 @@ def register(params: Params, layout: Layout, *, dvc_file: Path = Path("data.dvc"
         tags=tags,
         checkpoint=layout.model,
         input_example=input_example,
+        modalities=[m.name for m in modalities],
         artifacts=[layout.metrics, layout.confusion, layout.validation, layout.validation_report,
                    layout.rejects, layout.clean_metrics],
         code_dir=Path(mmops.__file__).parent,

@@ -10,12 +10,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from mmops.config import CleanParams
 from mmops.data import sample
 from mmops.data.clean import clean_manifest
-from mmops.data.manifest import read_manifest
 from mmops.data.validate import validate_manifest
-from tests.conftest import REPO, make_params
+from tests.conftest import REPO, make_params, modalities_of, raw_frame
 
 
 def test_sample_text_is_lowercased_name_and_short_names():
@@ -53,9 +51,9 @@ def test_sample_matches_the_md5_in_data_dvc(sample_dir: Path, tmp_path: Path):
 
 def test_sample_passes_validation_and_cleaning_rejects_nothing(sample_dir: Path):
     params = make_params(sample_dir)
-    frame = read_manifest(params.data.manifest, params.data.columns)
-    assert validate_manifest(frame, params.data).failures == []
-    kept, rejects = clean_manifest(frame, params.data.root, params.data.labels, CleanParams())
+    frame = raw_frame(params)
+    assert validate_manifest(frame, params.data, modalities_of(params)).failures == []
+    kept, rejects = clean_manifest(frame, params.data.root, params.data.labels, modalities_of(params))
     assert len(kept) == 1906 and rejects.empty
 
 

@@ -38,7 +38,7 @@ def tracking_uri(project: Path) -> str:
 def make_project(root: Path, sample: Path, *, epochs: int = 5) -> Path:
     """A git + DVC project with a small slice of the sample, committed."""
     root.mkdir(parents=True, exist_ok=True)
-    for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
+    for name in ("dvc.yaml", ".dvcignore", ".gitignore", "constraints.txt"):
         shutil.copy(REPO / name, root / name)
     shutil.copytree(REPO / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     params = yaml.safe_load((REPO / "params.yaml").read_text())

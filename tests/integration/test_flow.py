@@ -27,7 +27,7 @@ def test_flow_runs_the_pipeline_and_tags_the_flow_run(project, prefect_server, m
 
     monkeypatch.chdir(project)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri(project))
-    result = training_pipeline(params_path="params.yaml", artifacts_dir="artifacts", dvc_file="data.dvc")
+    result = training_pipeline(params_path="params.yaml", artifacts_dir="artifacts")
 
     for name, path in Layout(project / "artifacts").all_paths().items():
         assert path.exists(), name

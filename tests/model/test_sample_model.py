@@ -11,11 +11,9 @@ from PIL import ImageOps
 
 from mmops import artifacts, stages
 from mmops.config import Layout
-from mmops.data.media import load_image
-from mmops.features.image import ImageEncoder, ImagePreset, encode_images
 from mmops.features.text import TextEncoder
 from mmops.training.train import model_from_checkpoint, predict
-from tests.conftest import make_params
+from tests.conftest import make_params, modalities_of
 
 pytestmark = pytest.mark.slow
 CPU = torch.device("cpu")
@@ -42,10 +40,10 @@ def test_fused_beats_each_single_modality_on_the_test_split(trained):
 def test_horizontal_flip_rarely_changes_the_image_prediction(trained):
     params, layout, model = trained
     frame = pd.read_csv(layout.split_manifest, dtype=str, keep_default_na=False).query("split == 'test'")
-    images = [load_image(params.data.root / p, params.clean.max_image_pixels) for p in frame["image"]]
-    encoder, preset = ImageEncoder(image_size=params.featurize.image_size), ImagePreset(size=params.featurize.image_size)
-    plain = encode_images(images, encoder, preset, batch_size=64, device=CPU)
-    flipped = encode_images([ImageOps.mirror(i) for i in images], encoder, preset, batch_size=64, device=CPU)
+    images = [modalities_of(params)[0].load(p, params.data.root) for p in frame["image"]]
+    encode = modalities_of(params)[0].encoder(CPU, torch.float32)
+    plain = encode(images, batch_size=64)
+    flipped = encode([ImageOps.mirror(i) for i in images], batch_size=64)
     text = torch.zeros(len(images), 384)
     only_image = {"image": torch.ones(len(images), dtype=torch.bool), "text": torch.zeros(len(images), dtype=torch.bool)}
     a = predict(model, {"image": plain, "text": text}, CPU, only_image)["fused"].argmax(1)

@@ -1,4 +1,9 @@
-"""dvc.yaml and the code agree: same stages, same paths, real params sections."""
+"""dvc.yaml and the code agree: same stages, same paths, real params sections, and every module
+a stage imports is a dependency of that stage (so editing it reruns the stage)."""
+
+import ast
+import re
+from pathlib import Path
 
 import yaml
 
@@ -6,12 +11,85 @@ from mmops.config import Layout
 from mmops.stages import STAGES
 from tests.conftest import REPO
 
-DVC = yaml.safe_load((REPO / "dvc.yaml").read_text())
+PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+def _resolve(text: str) -> str:
+    """DVC's `${a.b}` interpolation from params.yaml."""
+    def lookup(match: re.Match) -> str:
+        node = PARAMS
+        for part in match.group(1).split("."):
+            node = node[part]
+        return str(node)
+    return re.sub(r"\$\{([\w.]+)\}", lookup, text)
+
+
+DVC = yaml.safe_load(_resolve((REPO / "dvc.yaml").read_text()))
+PACKAGE = REPO / "src" / "mmops"
 
 
 def _paths(entries):
     for entry in entries or []:
         yield next(iter(entry)) if isinstance(entry, dict) else entry
+
+
+def _module_file(name: str) -> Path | None:
+    """The file of an `mmops...` module, or None for anything else."""
+    if not (name == "mmops" or name.startswith("mmops.")):
+        return None
+    base = REPO / "src" / Path(*name.split("."))
+    return base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
+
+
+def _imports(tree: ast.AST) -> set[str]:
+    """Every mmops module `tree` imports, at any depth (function-local imports included)."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            # `from mmops.models.fusion import late` imports the submodule too
+            found |= {f"{node.module}.{alias.name}" for alias in node.names}
+    return {name for name in found if _module_file(name) is not None and _module_file(name).exists()}
+
+
+# Their function-local imports belong to one command or stage each, so only their module-level
+# imports are followed (the stage's own function is scanned by `_stage_files`).
+ENTRY_POINTS = {"mmops.cli", "mmops.stages"}
+
+
+def _top_level_imports(tree: ast.Module) -> set[str]:
+    return {n for stmt in tree.body if isinstance(stmt, (ast.Import, ast.ImportFrom)) for n in _imports(stmt)}
+
+
+def _closure(start: set[str]) -> set[Path]:
+    """The files of `start` and of every mmops module they import, with their packages' __init__."""
+    seen: set[str] = set()
+    todo = set(start)
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        parts = name.split(".")
+        todo |= {".".join(parts[:i]) for i in range(1, len(parts))}  # parent packages run first
+        tree = ast.parse(_module_file(name).read_text())
+        todo |= _top_level_imports(tree) if name in ENTRY_POINTS else _imports(tree)
+    return {_module_file(name) for name in seen}
+
+
+def _stage_files(stage: str) -> set[Path]:
+    """What `mmops stage <stage>` runs: the CLI, stages.py's module-level imports, and the
+    imports inside that stage's function."""
+    tree = ast.parse((PACKAGE / "stages.py").read_text())
+    [func] = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == stage]
+    helpers = {n.id for n in ast.walk(func) if isinstance(n, ast.Name)}
+    local = _imports(func)
+    for node in tree.body:  # private helpers the stage calls
+        if isinstance(node, ast.FunctionDef) and node.name in helpers:
+            local |= _imports(node)
+    return _closure(local | ENTRY_POINTS)
 
 
 def test_every_stage_calls_the_cli_stage_of_the_same_name():
@@ -32,23 +110,35 @@ def test_every_dependency_exists_or_is_produced_upstream():
     produced = set()
     for name, stage in DVC["stages"].items():
         for dep in stage["deps"]:
-            assert dep in produced or (REPO / dep).exists(), f"{name}: {dep}"
+            assert dep in produced or (REPO / dep).exists() or dep == PARAMS["data"]["root"], f"{name}: {dep}"
         produced |= {p for kind in ("outs", "metrics", "plots") for p in _paths(stage.get(kind))}
 
 
 def test_params_named_in_dvc_yaml_exist_in_params_yaml():
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
     for stage in DVC["stages"].values():
         for ref in stage.get("params", []):
-            node = params
+            node = PARAMS
             for part in ref.split("."):
                 assert part in node, ref
                 node = node[part]
 
 
-def test_every_stage_depends_on_the_code_every_stage_runs():
-    shared = {"src/mmops/config.py", "src/mmops/artifacts.py", "src/mmops/stages.py"}
+def test_every_module_a_stage_imports_is_one_of_its_dependencies():
     for name, stage in DVC["stages"].items():
-        deps = set(stage["deps"])
-        for path in shared:
-            assert path in deps or "src/mmops" in deps, f"{name} lacks {path}"
+        deps = [REPO / dep for dep in stage["deps"]]
+        for path in sorted(_stage_files(name)):
+            assert any(path == dep or path.is_relative_to(dep) for dep in deps), \
+                f"stage {name} imports {path.relative_to(REPO)} but dvc.yaml does not list it"
+
+
+def test_the_import_scan_sees_function_local_imports():
+    # the scan itself must work, or the test above proves nothing
+    files = {p.relative_to(PACKAGE).as_posix() for p in _stage_files("train")}
+    assert {"training/train.py", "models/fusion/late.py", "modalities/image.py", "cli.py"} <= files
+    assert "training/train.py" not in {p.relative_to(PACKAGE).as_posix() for p in _stage_files("split")}
+
+
+def test_the_data_folder_dvc_tracks_is_the_one_params_yaml_reads():
+    assert "${data.root}" in (REPO / "dvc.yaml").read_text()
+    assert PARAMS["data"]["manifest"].startswith(PARAMS["data"]["root"] + "/")
+    assert (REPO / f"{PARAMS['data']['root']}.dvc").exists()

@@ -1,30 +1,31 @@
-"""The manifest: reading it with errors that name the file and line, and resolving media paths."""
+"""The manifest: reading it with errors that name the file and line."""
 
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
 
-from mmops.config import Columns
+from mmops.config import DataParams, ModalityParams
 
-# Canonical column names used by every stage after reading; `line` is the manifest's line
-# number (the header is line 1), so messages can point at the row a person would open.
-CANONICAL = ("sample_id", "image", "text", "label")
-LINE = "line"
+# After reading, every stage uses canonical column names: `sample_id`, `label` and each
+# modality's name. `line` is the manifest's line number (the header is line 1), so messages
+# can point at the row a person would open.
+ID, LABEL, LINE = "sample_id", "label", "line"
 
 
 class ManifestError(ValueError):
     """The manifest as a whole cannot be used (unreadable, malformed, missing columns)."""
 
 
-def source_names(columns: Columns) -> dict[str, str]:
-    """Canonical column name -> the name the manifest uses."""
-    return {"sample_id": columns.id, "image": columns.image, "text": columns.text, "label": columns.label}
+def source_names(data: DataParams, modalities: Iterable[ModalityParams]) -> dict[str, str]:
+    """Canonical column name -> the name the manifest uses, for every required column."""
+    return {ID: data.columns.id, **{m.name: m.column for m in modalities}, LABEL: data.columns.label}
 
 
-def read_manifest(path: Path, columns: Columns) -> pd.DataFrame:
+def read_manifest(path: Path, names: dict[str, str]) -> pd.DataFrame:
     """Read the manifest as strings, with columns renamed to the canonical names and a `line`
     column. Raises `ManifestError` naming the file (and line) when it cannot be parsed.
     Missing columns are left for validation to report."""
@@ -37,7 +38,7 @@ def read_manifest(path: Path, columns: Columns) -> pd.DataFrame:
         raise ManifestError(f"{path}: not UTF-8 text (byte {err.start}): {err.reason}") from err
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         raise ManifestError(f"{path}: malformed CSV: {err}") from err
-    frame = frame.rename(columns={source: key for key, source in source_names(columns).items()})
+    frame = frame.rename(columns={source: key for key, source in names.items()})
     lines = record_lines(path)
     # Should the two parsers ever disagree, number records plainly rather than wrongly.
     frame[LINE] = lines if len(lines) == len(frame) else range(2, len(frame) + 2)
@@ -59,28 +60,13 @@ def record_lines(path: Path) -> list[int]:
     return starts
 
 
-def missing_columns(frame: pd.DataFrame, columns: Columns) -> list[str]:
+def missing_columns(frame: pd.DataFrame, names: dict[str, str]) -> list[str]:
     """Required columns absent from the manifest, by the names the manifest should use."""
-    return [source for key, source in source_names(columns).items() if key not in frame.columns]
+    return [source for key, source in names.items() if key not in frame.columns]
 
 
-def require_columns(frame: pd.DataFrame, path: Path, columns: Columns) -> None:
+def require_columns(frame: pd.DataFrame, path: Path, names: dict[str, str]) -> None:
     """Raise `ManifestError` naming every required column the manifest lacks."""
-    missing = missing_columns(frame, columns)
+    missing = missing_columns(frame, names)
     if missing:
         raise ManifestError(f"{path}: missing column(s): {', '.join(missing)}")
-
-
-def resolve_media(root: Path, relative: str) -> Path:
-    """The file a manifest path points to, which must stay inside `root`.
-    Raises `ValueError` for empty paths and paths that escape it (`../`, absolute, symlinks out)."""
-    if not relative or not relative.strip():
-        raise ValueError("empty path")
-    candidate = Path(relative)
-    if candidate.is_absolute():
-        raise ValueError(f"absolute path {relative!r} is outside {root}/")
-    root_resolved = Path(root).resolve()
-    resolved = (root_resolved / candidate).resolve()
-    if not resolved.is_relative_to(root_resolved):
-        raise ValueError(f"path {relative!r} escapes {root}/")
-    return resolved

@@ -1,4 +1,5 @@
-"""Decoding media safely: the one place an image is checked before anything uses it."""
+"""Media files, safely: paths that must stay inside the data root, and the one place an image
+is decoded and checked before anything uses it."""
 
 from __future__ import annotations
 
@@ -37,3 +38,18 @@ def load_image(path: Path, max_pixels: int) -> Image.Image:
 def content_hash(path: Path) -> str:
     """sha256 of a file's bytes: identical files share it."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def resolve_media(root: Path, relative: str) -> Path:
+    """The file a manifest path points to, which must stay inside `root`.
+    Raises `ValueError` for empty paths and paths that escape it (`../`, absolute, symlinks out)."""
+    if not relative or not relative.strip():
+        raise ValueError("empty path")
+    candidate = Path(relative)
+    if candidate.is_absolute():
+        raise ValueError(f"absolute path {relative!r} is outside {root}/")
+    root_resolved = Path(root).resolve()
+    resolved = (root_resolved / candidate).resolve()
+    if not resolved.is_relative_to(root_resolved):
+        raise ValueError(f"path {relative!r} escapes {root}/")
+    return resolved

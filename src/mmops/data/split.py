@@ -1,9 +1,10 @@
-"""Deterministic, stable splits: a sample's split is a function of its image's content hash
-alone, so adding data never moves old samples and identical images never straddle splits."""
+"""Deterministic, stable splits: a sample's split is a function of its group's key alone, so
+adding data never moves old samples and identical media never straddle splits."""
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 import pandas as pd
 
@@ -24,8 +25,30 @@ def split_of(key: str, params: SplitParams) -> str:
     return "train"
 
 
-def assign_splits(frame: pd.DataFrame, params: SplitParams) -> pd.DataFrame:
-    """A copy of `frame` (as written by clean) with a `split` column."""
+def group_keys(frame: pd.DataFrame, key_columns: Sequence[str], fallback: str) -> list[str]:
+    """One key per row: rows that share a value in any of `key_columns` (a media file's hash)
+    are one group, keyed by the smallest value in it. With no key columns, `fallback` is the key."""
+    if not key_columns:
+        return [str(v) for v in frame[fallback]]
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    rows = [[str(v) for v in values] for values in frame[list(key_columns)].itertuples(index=False)]
+    for values in rows:
+        for other in values[1:]:
+            a, b = find(values[0]), find(other)
+            parent[max(a, b)] = min(a, b)  # the smallest key represents the group
+    return [find(values[0]) for values in rows]
+
+
+def assign_splits(frame: pd.DataFrame, params: SplitParams, key_columns: Sequence[str],
+                  fallback: str = "sample_id") -> pd.DataFrame:
+    """A copy of `frame` (as written by clean) with a `split` column, by group."""
     if not 0 <= params.val_fraction + params.test_fraction < 1:
         raise ValueError("split: val_fraction + test_fraction must be in [0, 1)")
-    return frame.assign(split=[split_of(str(key), params) for key in frame["content_hash"]])
+    return frame.assign(split=[split_of(key, params) for key in group_keys(frame, key_columns, fallback)])

@@ -1,14 +1,16 @@
 """Validation of the raw manifest with a Great Expectations 1.x suite.
 
-Media checks that GE cannot do by itself (does the file exist, does its path stay inside
-`data/`) become a derived column that the suite checks like any other, so every failure is
-reported in one result.
+Checks that GE cannot do by itself (does a media file exist, does its path stay inside
+`data/`, is a text empty) are each modality's own `check`, run once per value into a derived
+`<modality>_status` column that the suite checks like any other, so every failure is reported
+in one result.
 """
 
 from __future__ import annotations
 
 import html
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,9 +18,9 @@ from typing import Any
 import pandas as pd
 
 from mmops.config import DataParams
-from mmops.data.manifest import CANONICAL, LINE, resolve_media, source_names
+from mmops.data.manifest import ID, LABEL, LINE, source_names
+from mmops.modalities.base import Modality
 
-IMAGE_STATUS = "image_status"
 OK = "ok"
 
 
@@ -39,39 +41,35 @@ class ValidationReport:
         return {"success": self.success, "failures": self.failures, "expectations": self.expectations}
 
 
-def image_status(root: Path, relative: str) -> str:
-    """'ok', or why the image at `relative` cannot be used."""
-    try:
-        path = resolve_media(root, relative)
-    except ValueError as err:
-        return str(err)
-    return OK if path.is_file() else "file not found"
+def status_column(modality: str) -> str:
+    return f"{modality}_status"
 
 
-def _with_media_checks(frame: pd.DataFrame, root: Path) -> pd.DataFrame:
-    if "image" not in frame.columns:
-        return frame
-    return frame.assign(**{IMAGE_STATUS: [image_status(root, p) for p in frame["image"]]})
+def _with_modality_checks(frame: pd.DataFrame, root: Path, modalities: Sequence[Modality]) -> pd.DataFrame:
+    return frame.assign(**{
+        status_column(m.name): [m.check(v, root) or OK for v in frame[m.name]]
+        for m in modalities if m.name in frame.columns
+    })
 
 
-def _expectations(frame: pd.DataFrame, params: DataParams) -> list[Any]:
+def _expectations(frame: pd.DataFrame, params: DataParams, modalities: Sequence[Modality]) -> list[Any]:
     import great_expectations as gx
 
-    checks: list[Any] = [gx.expectations.ExpectColumnToExist(column=key) for key in CANONICAL]
+    names = [ID, *(m.name for m in modalities), LABEL]
+    checks: list[Any] = [gx.expectations.ExpectColumnToExist(column=key) for key in names]
     present = set(frame.columns)
-    if "sample_id" in present:
-        checks.append(gx.expectations.ExpectColumnValuesToBeUnique(column="sample_id"))
-        checks.append(gx.expectations.ExpectColumnValuesToNotMatchRegex(column="sample_id", regex=r"^\s*$"))
-    if "text" in present:
-        checks.append(gx.expectations.ExpectColumnValuesToNotMatchRegex(column="text", regex=r"^\s*$"))
-    if "label" in present:
-        checks.append(gx.expectations.ExpectColumnValuesToBeInSet(column="label", value_set=list(params.labels)))
-    if IMAGE_STATUS in present:
-        checks.append(gx.expectations.ExpectColumnValuesToBeInSet(column=IMAGE_STATUS, value_set=[OK]))
+    if ID in present:
+        checks.append(gx.expectations.ExpectColumnValuesToBeUnique(column=ID))
+        checks.append(gx.expectations.ExpectColumnValuesToNotMatchRegex(column=ID, regex=r"^\s*$"))
+    if LABEL in present:
+        checks.append(gx.expectations.ExpectColumnValuesToBeInSet(column=LABEL, value_set=list(params.labels)))
+    for m in modalities:
+        if status_column(m.name) in present:
+            checks.append(gx.expectations.ExpectColumnValuesToBeInSet(column=status_column(m.name), value_set=[OK]))
     return checks
 
 
-def _run_suite(frame: pd.DataFrame, params: DataParams) -> Any:
+def _run_suite(frame: pd.DataFrame, params: DataParams, modalities: Sequence[Modality]) -> Any:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # offline: no usage statistics
     import great_expectations as gx
 
@@ -83,12 +81,12 @@ def _run_suite(frame: pd.DataFrame, params: DataParams) -> Any:
         .add_batch_definition_whole_dataframe("all")
     )
     suite = context.suites.add(gx.ExpectationSuite(name="raw_manifest"))
-    for expectation in _expectations(frame, params):
+    for expectation in _expectations(frame, params, modalities):
         suite.add_expectation(expectation)
     definition = context.validation_definitions.add(
         gx.ValidationDefinition(data=batch, suite=suite, name="raw_manifest")
     )
-    index_columns = [LINE] + [c for c in ("image",) if c in frame.columns]
+    index_columns = [LINE] + [m.name for m in modalities if m.name in frame.columns]
     return definition.run(
         batch_parameters={"dataframe": frame},
         result_format={"result_format": "COMPLETE", "unexpected_index_column_names": index_columns},
@@ -102,9 +100,10 @@ _WHAT = {
 }
 
 
-def _describe(result: Any, params: DataParams, max_rows: int = 20) -> list[str]:
+def _describe(result: Any, params: DataParams, modalities: Sequence[Modality], max_rows: int = 20) -> list[str]:
     """One line per failing row (or missing column), e.g. `line 7: label 'Zoo' is ...`."""
-    names = source_names(params.columns)
+    names = source_names(params, [m.spec for m in modalities])
+    by_status = {status_column(m.name): m for m in modalities}
     lines: list[str] = []
     for item in result.results:
         if item.success:
@@ -116,8 +115,9 @@ def _describe(result: Any, params: DataParams, max_rows: int = 20) -> list[str]:
             continue
         rows = item.result.get("unexpected_index_list") or []
         for row in rows[:max_rows]:
-            if column == IMAGE_STATUS:
-                lines.append(f"line {row[LINE]}: image '{row['image']}': {row[IMAGE_STATUS]}")
+            if column in by_status:
+                m = by_status[column]
+                lines.append(f"line {row[LINE]}: {m.column} {row[m.name]!r}: {row[column]}")
             else:
                 shown = names.get(column, column)
                 lines.append(f"line {row[LINE]}: {shown} {row[column]!r}: {_WHAT.get(config.type, config.type)}")
@@ -126,11 +126,11 @@ def _describe(result: Any, params: DataParams, max_rows: int = 20) -> list[str]:
     return lines
 
 
-def validate_manifest(frame: pd.DataFrame, params: DataParams) -> ValidationReport:
+def validate_manifest(frame: pd.DataFrame, params: DataParams, modalities: Sequence[Modality]) -> ValidationReport:
     """Run the raw-manifest suite over `frame` (as read by `read_manifest`)."""
-    checked = _with_media_checks(frame, params.root)
-    result = _run_suite(checked, params)
-    failures = _describe(result, params)
+    checked = _with_modality_checks(frame, params.root, modalities)
+    result = _run_suite(checked, params, modalities)
+    failures = _describe(result, params, modalities)
     expectations = []
     for item in result.to_json_dict()["results"]:
         kwargs = dict(item["expectation_config"]["kwargs"])

@@ -53,15 +53,17 @@ class ImageEncoder(nn.Module):
 def encode_images(
     sources: Sequence[Source], encoder: ImageEncoder, preset: ImagePreset,
     *, batch_size: int, device: torch.device, load: Callable[[Source], Image.Image] | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
-    """Features of the images, in order, as a float32 CPU tensor (N, 1280). With `load`,
-    `sources` are decoded one batch at a time (memory stays flat however many there are)."""
+    """Features of the images, in order, as a float32 CPU tensor (N, 1280), computed in `dtype`
+    (bf16 by autocast, on any device). With `load`, `sources` are decoded one batch at a time
+    (memory stays flat however many there are)."""
     encoder = encoder.to(device)
     out = []
     for start in range(0, len(sources), batch_size):
         chunk = sources[start:start + batch_size]
         batch = torch.stack([preset(load(s) if load else s) for s in chunk])
         batch = batch.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
             out.append(encoder(batch).float().cpu())
     return torch.cat(out) if out else torch.empty(0, IMAGE_DIM)

@@ -39,12 +39,10 @@ class RegisteredModel:
         return f"models:/{self.name}@{self.alias}"
 
 
-def signature() -> ModelSignature:
-    """Raw inputs, each modality optional per request; a label and its probability out."""
-    inputs = Schema([
-        ColSpec("string", "image", required=False),  # image file bytes, base64
-        ColSpec("string", "text", required=False),
-    ])
+def signature(modalities: list[str]) -> ModelSignature:
+    """Raw inputs, one string column per modality (media as base64), each optional per
+    request; a label and its probability out."""
+    inputs = Schema([ColSpec("string", name, required=False) for name in modalities])
     outputs = Schema([ColSpec("string", "label"), ColSpec("double", "confidence")])
     return ModelSignature(inputs=inputs, outputs=outputs)
 
@@ -71,6 +69,7 @@ def log_and_register(
     tags: dict[str, str],
     checkpoint: Path,
     input_example: pd.DataFrame,
+    modalities: list[str],
     artifacts: list[Path],
     code_dir: Path,
 ) -> RegisteredModel:
@@ -93,7 +92,7 @@ def log_and_register(
             python_model=pyfunc.MODEL_CODE,  # models-from-code: nothing is pickled
             artifacts={"checkpoint": str(checkpoint)},
             code_paths=[str(code_dir)],
-            signature=signature(),
+            signature=signature(modalities),
             input_example=input_example,
             pip_requirements=[f"{dist}=={version(dist)}" for dist in SERVING_REQUIREMENTS],
             registered_model_name=model_name,

@@ -1,18 +1,20 @@
+import dataclasses
 import json
 from pathlib import Path
 
 import pandas as pd
 
 from mmops import stages
-from mmops.config import CleanParams, Layout
+from mmops.config import Layout
 from mmops.data.clean import clean_manifest
-from mmops.data.manifest import read_manifest
-from tests.conftest import TINY_LABELS, write_manifest, write_png
+from mmops.modalities import build_modalities
+from tests.conftest import TINY_LABELS, modalities_of, raw_frame, write_manifest, write_png
 
 
 def _clean(params, max_pixels=4_000_000):
-    frame = read_manifest(params.data.manifest, params.data.columns)
-    return clean_manifest(frame, params.data.root, params.data.labels, CleanParams(max_image_pixels=max_pixels))
+    specs = [dataclasses.replace(m, options={**m.options, "max_pixels": max_pixels}) if m.name == "image" else m
+             for m in params.modalities]
+    return clean_manifest(raw_frame(params), params.data.root, params.data.labels, build_modalities(specs))
 
 
 def _reasons(rejects: pd.DataFrame) -> dict[str, str]:
@@ -68,16 +70,16 @@ def test_clean_rejects_empty_text_unknown_label_missing_file_and_escaping_path(t
 def test_clean_gives_identical_images_the_same_content_hash(tiny_params):
     kept, _ = _clean(tiny_params)
     # tiny_rows colours repeat every third row: s0 and s3 are the same picture
-    hashes = dict(zip(kept["sample_id"], kept["content_hash"]))
+    hashes = dict(zip(kept["sample_id"], kept["image_sha256"]))
     assert hashes["s0"] == hashes["s3"] and hashes["s0"] != hashes["s1"]
 
 
 def test_clean_strips_text_and_does_not_modify_its_input(tiny_params, tiny_rows):
     tiny_rows[0]["text"] = "  padded  "
     write_manifest(tiny_params.data.manifest, tiny_rows)
-    frame = read_manifest(tiny_params.data.manifest, tiny_params.data.columns)
+    frame = raw_frame(tiny_params)
     before = frame.copy()
-    kept, _ = clean_manifest(frame, tiny_params.data.root, TINY_LABELS, CleanParams())
+    kept, _ = clean_manifest(frame, tiny_params.data.root, TINY_LABELS, modalities_of(tiny_params))
     assert kept.loc[0, "text"] == "padded"
     pd.testing.assert_frame_equal(frame, before)
 

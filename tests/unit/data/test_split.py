@@ -5,21 +5,25 @@ import pytest
 import torch
 
 from mmops import stages
-from mmops.artifacts import save_torch
+from mmops.features.cache import FeatureCache
+from mmops.models.fusion import all_present
 from mmops.config import Layout, SplitParams
-from mmops.data.split import assign_splits, split_of
+from mmops.data.split import assign_splits, group_keys, split_of
 
 IDS = [f"id-{i}" for i in range(3000)]
 
 
+KEYS = ["image_sha256"]
+
+
 def _frame(keys: list[str]) -> pd.DataFrame:
-    return pd.DataFrame({"sample_id": keys, "content_hash": [f"hash-{k}" for k in keys]})
+    return pd.DataFrame({"sample_id": keys, "image_sha256": [f"hash-{k}" for k in keys]})
 
 
 def test_split_is_stable_when_rows_are_added():
     params = SplitParams()
-    before = assign_splits(_frame(IDS[:2000]), params)
-    after = assign_splits(_frame(IDS[2500:] + IDS), params)
+    before = assign_splits(_frame(IDS[:2000]), params, KEYS)
+    after = assign_splits(_frame(IDS[2500:] + IDS), params, KEYS)
     merged = before.merge(after.drop_duplicates("sample_id"), on="sample_id", suffixes=("_before", "_after"))
     assert len(merged) == 2000
     assert (merged["split_before"] == merged["split_after"]).all()
@@ -27,8 +31,8 @@ def test_split_is_stable_when_rows_are_added():
 
 def test_split_does_not_depend_on_row_order():
     params = SplitParams()
-    forward = assign_splits(_frame(IDS), params)
-    backward = assign_splits(_frame(IDS[::-1]), params)
+    forward = assign_splits(_frame(IDS), params, KEYS)
+    backward = assign_splits(_frame(IDS[::-1]), params, KEYS)
     assert dict(zip(forward["sample_id"], forward["split"])) == dict(zip(backward["sample_id"], backward["split"]))
 
 
@@ -39,9 +43,9 @@ def test_split_fractions_follow_params():
 
 
 def test_identical_images_never_straddle_splits():
-    frame = pd.DataFrame({"sample_id": IDS, "content_hash": [f"h{i % 40}" for i in range(len(IDS))]})
-    splits = assign_splits(frame, SplitParams())
-    assert (splits.groupby("content_hash")["split"].nunique() == 1).all()
+    frame = pd.DataFrame({"sample_id": IDS, "image_sha256": [f"h{i % 40}" for i in range(len(IDS))]})
+    splits = assign_splits(frame, SplitParams(), KEYS)
+    assert (splits.groupby("image_sha256")["split"].nunique() == 1).all()
     assert splits["split"].nunique() == 3
 
 
@@ -59,8 +63,27 @@ def test_training_on_an_empty_split_stops_naming_it(tiny_params, tmp_path):
     counts = stages.split(params, layout)
     assert counts["test"] == 0
     ids = list(pd.read_csv(layout.split_manifest, dtype=str)["sample_id"])
-    save_torch(layout.features, {"sample_id": ids, "image": torch.zeros(6, 4), "text": torch.zeros(6, 3)})
+    features = {"image": torch.zeros(6, 4), "text": torch.zeros(6, 3)}
+    FeatureCache(ids, features, all_present(features), encoders={}).save(layout.features)
     with pytest.raises(ValueError, match=r"the '(\w+)' split is empty") as err:
         stages.train(params, layout)
     named = err.value.args[0].split("the '")[1].split("'")[0]
     assert counts[named] == 0
+
+
+def test_rows_sharing_any_media_file_are_one_group():
+    # a and b share an image, b and c share an audio file: all three are one group
+    frame = pd.DataFrame({"sample_id": ["a", "b", "c", "d"], "image_sha256": ["i1", "i1", "i2", "i3"],
+                          "audio_sha256": ["u1", "u2", "u2", "u3"]})
+    keys = group_keys(frame, ["image_sha256", "audio_sha256"], "sample_id")
+    assert keys[0] == keys[1] == keys[2] != keys[3]
+
+
+def test_with_one_media_column_the_group_key_is_the_file_hash():
+    frame = _frame(IDS[:5])
+    assert group_keys(frame, KEYS, "sample_id") == list(frame["image_sha256"])
+
+
+def test_without_media_each_sample_is_its_own_group():
+    frame = pd.DataFrame({"sample_id": ["a", "b"]})
+    assert group_keys(frame, [], "sample_id") == ["a", "b"]

@@ -7,13 +7,12 @@ import yaml
 from mmops import stages
 from mmops.cli import main
 from mmops.config import Layout, params_from_dict
-from mmops.data.manifest import read_manifest
 from mmops.data.validate import ValidationError, validate_manifest
-from tests.conftest import TINY_LABELS, repo_params, write_manifest
+from tests.conftest import TINY_LABELS, modalities_of, raw_frame, repo_params, write_manifest
 
 
 def _report(params):
-    return validate_manifest(read_manifest(params.data.manifest, params.data.columns), params.data)
+    return validate_manifest(raw_frame(params), params.data, modalities_of(params))
 
 
 def test_good_manifest_passes(tiny_params):
@@ -45,7 +44,7 @@ def test_unknown_label_names_line_and_value(tiny_params, tiny_rows):
 def test_missing_image_file_names_line_and_file(tiny_params, tiny_rows):
     tiny_rows[2]["image"] = "images/gone.png"
     write_manifest(tiny_params.data.manifest, tiny_rows)
-    assert _report(tiny_params).failures == ["line 4: image 'images/gone.png': file not found"]
+    assert _report(tiny_params).failures == ["line 4: image 'images/gone.png': image file not found"]
 
 
 def test_path_escaping_data_is_a_failure(tiny_params, tiny_rows):
@@ -62,15 +61,16 @@ def test_duplicate_ids_and_empty_text_are_reported(tiny_params, tiny_rows):
     failures = _report(tiny_params).failures
     assert "line 2: sample_id 's0': duplicated value" in failures
     assert "line 5: sample_id 's0': duplicated value" in failures
-    assert "line 6: text '   ': empty value" in failures
+    assert "line 6: text '   ': empty text" in failures
 
 
 def test_renamed_missing_column_is_named_as_the_manifest_calls_it(tmp_path, tiny_rows):
     rows = [{"id": r["sample_id"], "img": r["image"], "label": r["label"]} for r in tiny_rows]
     write_manifest(tmp_path / "data" / "metadata.csv", rows)
     raw = repo_params(data={"root": str(tmp_path / "data"), "manifest": str(tmp_path / "data" / "metadata.csv"),
-                            "columns": {"id": "id", "image": "img", "text": "caption", "label": "label"},
-                            "labels": TINY_LABELS})
+                            "columns": {"id": "id", "label": "label"}, "labels": TINY_LABELS})
+    raw["modalities"][0]["column"] = "img"
+    raw["modalities"][1]["column"] = "caption"
     report = _report(params_from_dict(raw))
     assert report.failures == ["missing column 'caption'"]
 
@@ -99,4 +99,4 @@ def test_cli_exits_nonzero_naming_the_problem(tiny_params, tiny_rows, tmp_path, 
     params_file.write_text(yaml.safe_dump(tiny_params.to_dict()))
     code = main(["stage", "validate", "--params", str(params_file), "--artifacts", str(tmp_path / "a")])
     assert code == 1
-    assert "line 4: image 'images/gone.png': file not found" in capsys.readouterr().err
+    assert "line 4: image 'images/gone.png': image file not found" in capsys.readouterr().err

@@ -1,20 +1,34 @@
 import pytest
 import torch
 
-from mmops.models.fusion import LateFusionClassifier
+from mmops.models.fusion import FUSIONS, FusionModel, all_present, build_fusion
+from mmops.models.fusion.late import simplex_grid
 
 
 def _model():
     torch.manual_seed(0)
-    return LateFusionClassifier({"image": 6, "text": 4}, 3, hidden_dim=8, dropout=0.0).eval()
+    return build_fusion("late", {"image": 6, "text": 4}, 3, hidden_dim=8, dropout=0.0).eval()
 
 
 def _features(n=5):
     return {"image": torch.randn(n, 6), "text": torch.randn(n, 4)}
 
 
+def test_the_factory_builds_the_method_named_in_params():
+    model = _model()
+    assert isinstance(model, FusionModel) and model.method == "late" and "late" in FUSIONS
+    assert model.arguments() == {"hidden_dim": 8, "dropout": 0.0}
+
+
+def test_an_unknown_fusion_method_is_named_with_the_known_ones():
+    with pytest.raises(ValueError, match="unknown 'train.fusion' 'early'.*known: late"):
+        build_fusion("early", {"image": 6}, 3)
+
+
 def test_fused_output_is_a_probability_distribution():
-    out = _model()(_features())
+    feats = _features()
+    out = _model()(feats, all_present(feats))
+    assert set(out) == {"image", "text", "fused"}
     assert torch.allclose(out["fused"].exp().sum(1), torch.ones(5), atol=1e-5)
 
 
@@ -25,17 +39,36 @@ def test_a_missing_modality_is_masked_not_an_error():
     # Where only one modality is present, the fused prediction is exactly that modality's.
     assert torch.allclose(out["fused"][1], out["text"][1], atol=1e-6)
     assert torch.allclose(out["fused"][2], out["image"][2], atol=1e-6)
+    assert not torch.allclose(out["fused"][0], out["text"][0], atol=1e-3)
 
 
 def test_fusion_weights_move_the_mixture():
     model, feats = _model(), _features()
-    log_probs = model(feats)
-    only_image = model.fuse(log_probs, weights=torch.tensor([1.0, 0.0]))
+    log_probs = model(feats, all_present(feats))
+    only_image = model.fuse(log_probs, all_present(feats), weights=torch.tensor([1.0, 0.0]))
     assert torch.allclose(only_image, log_probs["image"], atol=1e-5)
 
 
 def test_a_sample_with_no_modality_is_refused():
-    model = _model()
     present = {"image": torch.tensor([False]), "text": torch.tensor([False])}
     with pytest.raises(ValueError, match="at least one modality"):
-        model(_features(1), present)
+        _model()(_features(1), present)
+
+
+def test_validation_step_puts_the_weight_on_the_modality_that_knows_the_answer():
+    model = _model()
+    target = torch.arange(60) % 3
+    g = torch.Generator().manual_seed(0)
+    informed = torch.log_softmax(torch.nn.functional.one_hot(target, 3).float() * 4, dim=1)
+    noise = torch.log_softmax(torch.randn(60, 3, generator=g) * 3, dim=1)
+    present = {"image": torch.ones(60, dtype=torch.bool), "text": torch.ones(60, dtype=torch.bool)}
+    model.fit_on_validation({"image": noise, "text": informed}, target, present)
+    assert model.fusion_weights[1] >= 0.8
+    model.fit_on_validation({"image": informed, "text": noise}, target, present)
+    assert model.fusion_weights[0] >= 0.8
+
+
+def test_the_weight_grid_covers_the_simplex_for_any_number_of_modalities():
+    grid = simplex_grid(3, steps=4)
+    assert len(grid) == 15 and torch.allclose(grid.sum(1), torch.ones(15))
+    assert any(torch.equal(row, torch.tensor([0.0, 0.0, 1.0])) for row in grid)

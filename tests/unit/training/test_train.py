@@ -1,5 +1,8 @@
+import dataclasses
+
 import pytest
 import torch
+from torch.nn import functional as F
 
 from mmops.config import TrainParams
 from mmops.evaluation.metrics import classification_metrics
@@ -21,13 +24,40 @@ def _data(n: int, seed: int):
     return {"image": image, "text": text}, y
 
 
+def _accuracy(log_probs, y):
+    return classification_metrics(y.numpy(), log_probs.argmax(1).numpy(), 3)["accuracy"]
+
+
 def test_fused_model_beats_each_modality_when_they_complement():
     (tr, ytr), (va, yva), (te, yte) = _data(300, 0), _data(150, 1), _data(150, 2)
     result = fit(tr, ytr, va, yva, 3, PARAMS, CPU)
-    scores = {k: classification_metrics(yte.numpy(), v.argmax(1).numpy(), 3)["accuracy"]
-              for k, v in predict(result.model, te, CPU).items()}
+    scores = {k: _accuracy(v, yte) for k, v in predict(result.model, te, CPU).items()}
     assert scores["fused"] > max(scores["image"], scores["text"]) + 0.1
     assert scores["fused"] > 0.9
+
+
+def test_the_kept_epoch_is_the_one_with_the_lowest_validation_loss_of_the_fused_prediction():
+    # Few, noisy samples and a high learning rate: the heads overfit, so the best epoch is early.
+    (tr, ytr), (va, yva) = _data(30, 0), _data(60, 1)
+    tr = {m: t + torch.randn(t.shape, generator=torch.Generator().manual_seed(3)) for m, t in tr.items()}
+    params = dataclasses.replace(PARAMS, epochs=40, lr=0.05, hidden_dim=64)
+    result = fit(tr, ytr, va, yva, 3, params, CPU)
+    losses = [row["val_loss"] for row in result.history]
+    assert result.best_epoch < params.epochs, "precondition: the last epoch is not the best"
+    assert result.best_epoch == losses.index(min(losses)) + 1
+    served_loss = float(F.nll_loss(predict(result.model, va, CPU)["fused"], yva))
+    assert served_loss == pytest.approx(min(losses), abs=1e-5)
+
+
+def test_fusion_weights_are_fitted_on_validation_towards_the_informative_modality():
+    (tr, ytr), (va, yva) = _data(300, 0), _data(150, 1)
+    g = torch.Generator().manual_seed(5)
+    # the image separates all three classes; the text is pure noise
+    tr["text"], va["text"] = torch.randn(300, 4, generator=g), torch.randn(150, 4, generator=g)
+    tr["image"][:, 1] += (ytr == 1).float() * 2
+    va["image"][:, 1] += (yva == 1).float() * 2
+    result = fit(tr, ytr, va, yva, 3, PARAMS, CPU)
+    assert result.model.fusion_weights[0] >= 0.75
 
 
 def test_training_is_deterministic_for_a_seed():
@@ -39,13 +69,16 @@ def test_training_is_deterministic_for_a_seed():
     assert a.history == b.history
 
 
-def test_checkpoint_round_trip_predicts_the_same(tmp_path):
+def test_checkpoint_stores_the_architecture_and_round_trips(tmp_path):
     from mmops.artifacts import load_torch, save_torch
 
     (tr, ytr), (va, yva) = _data(120, 0), _data(60, 1)
     result = fit(tr, ytr, va, yva, 3, PARAMS, CPU)
-    path = save_torch(tmp_path / "model.pt", checkpoint(result, ["a", "b", "c"], PARAMS, image_size=32, max_image_pixels=100))
-    restored = model_from_checkpoint(load_torch(path))
+    ckpt = checkpoint(result, ["a", "b", "c"], encoders={"image": {"dim": 5}}, modalities=[{"name": "image"}])
+    path = save_torch(tmp_path / "model.pt", ckpt)
+    loaded = load_torch(path)
+    assert loaded["fusion"] == {"method": "late", "arguments": {"hidden_dim": 16, "dropout": 0.0}}
+    restored = model_from_checkpoint(loaded)
     before, after = predict(result.model, va, CPU), predict(restored, va, CPU)
     assert torch.allclose(before["fused"], after["fused"])
 

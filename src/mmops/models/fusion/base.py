@@ -1,0 +1,71 @@
+"""The fusion-model interface every fusion method implements, and its factory.
+
+Training, evaluation, serving and explanations see only this: features per modality and a
+per-sample mask of the modalities present go in; log-probabilities per modality and `fused`
+come out. Each method brings its own loss, optional preparation on the train split, and an
+optional step fitted on validation data once training is done.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+Features = dict[str, torch.Tensor]  # modality -> (N, dim)
+Mask = dict[str, torch.Tensor]  # modality -> (N,) bool: present for that sample
+FUSED = "fused"
+
+
+class FusionModel(nn.Module, ABC):
+    """A classifier over several modalities' features."""
+
+    method: ClassVar[str]  # the name `train.fusion` uses
+
+    def __init__(self, dims: dict[str, int], num_classes: int) -> None:
+        super().__init__()
+        self.modalities = tuple(dims)
+        self.dims = dict(dims)
+        self.num_classes = num_classes
+
+    @abstractmethod
+    def forward(self, features: Features, present: Mask) -> dict[str, torch.Tensor]:
+        """Log-probabilities (N, C): one entry per modality, and `fused`, for every sample.
+        A modality absent for a sample must not influence that sample's `fused`."""
+
+    @abstractmethod
+    def loss(self, outputs: dict[str, torch.Tensor], target: torch.Tensor, present: Mask) -> torch.Tensor:
+        """The training loss for a batch of `forward` outputs."""
+
+    def prepare(self, features: Features, present: Mask) -> None:
+        """Fit anything taken from the train split before training (e.g. standardisation)."""
+
+    def fit_on_validation(self, outputs: dict[str, torch.Tensor], target: torch.Tensor, present: Mask) -> None:
+        """Fit post-training parameters on validation outputs (never on test)."""
+
+    @abstractmethod
+    def arguments(self) -> dict[str, Any]:
+        """The keyword arguments (besides dims and classes) that rebuild this architecture."""
+
+
+FUSIONS: dict[str, type[FusionModel]] = {}
+
+
+def register_fusion(cls: type[FusionModel]) -> type[FusionModel]:
+    """Class decorator: make a fusion method available to `train.fusion`."""
+    FUSIONS[cls.method] = cls
+    return cls
+
+
+def build_fusion(method: str, dims: dict[str, int], num_classes: int, **arguments: Any) -> FusionModel:
+    """A new, untrained model of fusion `method`."""
+    if method not in FUSIONS:
+        raise ValueError(f"params.yaml: unknown 'train.fusion' {method!r} (known: {', '.join(sorted(FUSIONS))})")
+    return FUSIONS[method](dims, num_classes, **arguments)
+
+
+def all_present(features: Features) -> Mask:
+    """The mask for features where every modality is present for every sample."""
+    return {m: torch.ones(len(t), dtype=torch.bool, device=t.device) for m, t in features.items()}

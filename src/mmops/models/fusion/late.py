@@ -1,0 +1,100 @@
+"""Late fusion: one classifier head per modality, their probabilities mixed with weights fitted
+on validation data. A modality missing for a sample is left out of its mixture."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from mmops.models.fusion.base import FUSED, Features, FusionModel, Mask, register_fusion
+
+
+class ModalityHead(nn.Module):
+    """Standardise the frozen features (statistics of the train split), then a small MLP."""
+
+    def __init__(self, in_dim: int, num_classes: int, *, hidden_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(in_dim))
+        self.register_buffer("std", torch.ones(in_dim))
+        layers: list[nn.Module] = [nn.Dropout(dropout)]
+        if hidden_dim > 0:
+            layers += [nn.Linear(in_dim, hidden_dim), nn.GELU(), nn.Dropout(dropout)]
+            in_dim = hidden_dim
+        layers.append(nn.Linear(in_dim, num_classes))
+        self.mlp = nn.Sequential(*layers)
+
+    def set_statistics(self, features: torch.Tensor) -> None:
+        self.mean.copy_(features.mean(0))
+        self.std.copy_(features.std(0, correction=0).clamp_min(1e-6))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.mlp((features - self.mean) / self.std)
+
+
+def simplex_grid(parts: int, steps: int) -> torch.Tensor:
+    """Every weight vector of `parts` non-negative multiples of 1/steps summing to 1."""
+    rows = [c for c in itertools.product(range(steps + 1), repeat=parts) if sum(c) == steps]
+    return torch.tensor(rows, dtype=torch.float32) / steps
+
+
+@register_fusion
+class LateFusion(FusionModel):
+    """`fused` is log(sum_m w_m p_m / sum_m w_m) over the modalities present per sample."""
+
+    method = "late"
+
+    def __init__(self, dims: dict[str, int], num_classes: int, *, hidden_dim: int, dropout: float) -> None:
+        super().__init__(dims, num_classes)
+        self.hidden_dim, self.dropout = hidden_dim, dropout
+        self.heads = nn.ModuleDict({
+            m: ModalityHead(d, num_classes, hidden_dim=hidden_dim, dropout=dropout) for m, d in dims.items()
+        })
+        self.register_buffer("fusion_weights", torch.full((len(dims),), 1.0 / len(dims)))
+
+    def arguments(self) -> dict[str, Any]:
+        return {"hidden_dim": self.hidden_dim, "dropout": self.dropout}
+
+    def forward(self, features: Features, present: Mask) -> dict[str, torch.Tensor]:
+        out = {m: F.log_softmax(self.heads[m](features[m]).float(), dim=-1) for m in self.modalities}
+        out[FUSED] = self.fuse(out, present)
+        return out
+
+    def fuse(self, log_probs: dict[str, torch.Tensor], present: Mask, weights: torch.Tensor | None = None) -> torch.Tensor:
+        """The weighted mixture of the present modalities' probabilities, as log-probabilities."""
+        weights = self.fusion_weights if weights is None else weights
+        stacked = torch.stack([log_probs[m] for m in self.modalities], dim=1)  # (N, M, C)
+        mask = torch.stack([present[m] for m in self.modalities], dim=1)  # (N, M)
+        if not bool(mask.any(dim=1).all()):
+            raise ValueError("every sample needs at least one modality")
+        log_w = torch.log(weights.clamp_min(1e-12)).expand(stacked.shape[0], -1)
+        log_w = log_w.masked_fill(~mask, float("-inf"))
+        log_w = log_w - torch.logsumexp(log_w, dim=1, keepdim=True)
+        return torch.logsumexp(stacked + log_w.unsqueeze(-1), dim=1)
+
+    def loss(self, outputs: dict[str, torch.Tensor], target: torch.Tensor, present: Mask) -> torch.Tensor:
+        """Each head learns from its own loss, on the samples that have its modality."""
+        losses = [F.nll_loss(outputs[m][present[m]], target[present[m]])
+                  for m in self.modalities if bool(present[m].any())]
+        return torch.stack(losses).sum()
+
+    def prepare(self, features: Features, present: Mask) -> None:
+        for m, head in self.heads.items():
+            head.set_statistics(features[m][present[m]])
+
+    def fit_on_validation(self, outputs: dict[str, torch.Tensor], target: torch.Tensor, present: Mask) -> None:
+        """The mixture weights on a grid over the simplex with the lowest validation log-loss
+        (ties: the first found, so the result is deterministic)."""
+        grid = simplex_grid(len(self.modalities), steps=20 if len(self.modalities) <= 3 else 10)
+        outputs = {m: outputs[m].to(self.fusion_weights.device) for m in self.modalities}
+        present = {m: present[m].to(self.fusion_weights.device) for m in self.modalities}
+        target = target.to(self.fusion_weights.device)
+        best, best_loss = self.fusion_weights.clone(), float("inf")
+        for weights in grid:
+            loss = float(F.nll_loss(self.fuse(outputs, present, weights.to(self.fusion_weights.device)), target))
+            if loss < best_loss - 1e-9:
+                best, best_loss = weights, loss
+        self.fusion_weights.copy_(best)

@@ -1,0 +1,17 @@
+"""The fast suite catches each of the core mutations in tests/mutations.py."""
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO, venv_env
+
+pytestmark = pytest.mark.slow
+
+
+def test_every_core_mutation_fails_a_fast_test():
+    result = subprocess.run([sys.executable, str(REPO / "tests" / "mutations.py")], cwd=REPO,
+                            env=venv_env(), capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("killed") == 4

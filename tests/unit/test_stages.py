@@ -1,0 +1,108 @@
+"""train and evaluate on a crafted feature cache: alignment with the split manifest, the checks
+on what made the features, and what evaluate reads and writes."""
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from mmops import artifacts, stages
+from mmops.cli import main
+from mmops.config import Layout
+from mmops.features.cache import EncoderMismatch, FeatureCache
+from mmops.models.fusion import all_present
+from tests.conftest import TINY_LABELS, make_params, modalities_of, write_manifest
+
+SPLITS = ["train"] * 60 + ["val"] * 15 + ["test"] * 15
+
+
+@pytest.fixture
+def crafted(tmp_path):
+    """A split manifest, and a feature cache in the reverse order whose features carry each
+    sample's label: the image tells class 0 from the rest, the text class 2 from the rest."""
+    params = make_params(tmp_path / "data", labels=TINY_LABELS)
+    layout = Layout(tmp_path / "artifacts")
+    ids = [f"s{i:03d}" for i in range(90)]
+    labels = [TINY_LABELS[(i * 7) % 3] for i in range(90)]
+    write_manifest(layout.split_manifest, [{"sample_id": s, "label": lab, "split": sp}
+                                           for s, lab, sp in zip(ids, labels, SPLITS)])
+    mods = modalities_of(params)
+    g = torch.Generator().manual_seed(0)
+    y = torch.tensor([TINY_LABELS.index(lab) for lab in labels])
+    image_protos = torch.randn(2, mods[0].feature_dim, generator=g)
+    text_protos = torch.randn(2, mods[1].feature_dim, generator=g)
+    image = image_protos[(y != 0).long()] + torch.randn(90, mods[0].feature_dim, generator=g) * 0.3
+    text = text_protos[(y == 2).long()] + torch.randn(90, mods[1].feature_dim, generator=g) * 0.3
+    reverse = list(range(89, -1, -1))
+    features = {"image": image[reverse], "text": text[reverse]}
+    encoders = {m.name: m.identity(torch.float32) for m in mods}
+    FeatureCache([ids[i] for i in reverse], features, all_present(features), encoders).save(layout.features)
+    return params, layout, ids, labels
+
+
+def test_features_are_matched_to_labels_by_sample_id_whatever_the_cache_order(crafted):
+    params, layout, ids, labels = crafted
+    stages.train(params, layout, device="cpu")
+    metrics = stages.evaluate(params, layout)
+    assert metrics["test"]["fused"]["accuracy"] == 1.0
+    assert metrics["test"]["image"]["accuracy"] < 0.9  # alone, each modality confuses two classes
+    assert metrics["test"]["text"]["accuracy"] < 0.9
+    assert metrics["test_samples"] == 15
+
+
+def test_evaluate_scores_only_the_test_split_and_each_prediction_row_is_its_sample(crafted):
+    params, layout, ids, labels = crafted
+    stages.train(params, layout, device="cpu")
+    stages.evaluate(params, layout)
+    predictions = pd.read_csv(layout.predictions, dtype=str)
+    test_ids = [s for s, sp in zip(ids, SPLITS) if sp == "test"]
+    assert list(predictions["sample_id"]) == test_ids
+    assert list(predictions["label"]) == [dict(zip(ids, labels))[s] for s in test_ids]
+    assert (predictions["pred_fused"] == predictions["label"]).all()
+    assert len(pd.read_csv(layout.confusion)) == len(test_ids)
+
+
+def test_train_refuses_features_made_by_another_encoder_naming_both_sides(crafted):
+    params, layout, _, _ = crafted
+    cache = FeatureCache.load(layout.features)
+    cache.encoders["image"]["input_size"] = 224
+    cache.save(layout.features)
+    with pytest.raises(EncoderMismatch, match=r"image\.input_size: .*features\.pt has 224, params\.yaml .* has 128"):
+        stages.train(params, layout, device="cpu")
+
+
+def test_evaluate_refuses_a_model_trained_for_other_classes_naming_both_lists(crafted):
+    params, layout, _, _ = crafted
+    stages.train(params, layout, device="cpu")
+    ckpt = artifacts.load_torch(layout.model)
+    ckpt["classes"] = list(reversed(ckpt["classes"]))
+    artifacts.save_torch(layout.model, ckpt)
+    with pytest.raises(ValueError, match=r"trained for classes \['Objects', 'Flags', 'Animals & Nature'\].*"
+                                         r"'data.labels' is \['Animals & Nature', 'Flags', 'Objects'\]"):
+        stages.evaluate(params, layout)
+
+
+def test_evaluate_refuses_features_other_than_the_ones_the_model_was_trained_on(crafted):
+    params, layout, _, _ = crafted
+    stages.train(params, layout, device="cpu")
+    cache = FeatureCache.load(layout.features)
+    cache.encoders["text"]["dtype"] = "bfloat16"
+    cache.save(layout.features)
+    with pytest.raises(EncoderMismatch, match=r"text\.dtype: .*features\.pt has 'bfloat16', .*model\.pt has 'float32'"):
+        stages.evaluate(params, layout)
+
+
+def test_summary_prints_fused_first_then_each_modality_and_the_registered_version(tmp_path, capsys):
+    layout = Layout(tmp_path / "artifacts")
+    scores = {"image": (0.5, 0.25), "fused": (0.875, 0.8125), "text": (0.625, 0.375)}
+    artifacts.write_json(layout.metrics, {"test_samples": 8, "test": {
+        m: {"accuracy": a, "macro_f1": f} for m, (a, f) in scores.items()}})
+    artifacts.write_json(layout.registered, {"name": "clf", "version": "3", "alias": "challenger",
+                                             "run_id": "abc", "tracking_uri": "sqlite:///x.db"})
+    assert main(["summary", "--artifacts", str(layout.root)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    table = [line.split() for line in lines if line.strip().split(" ")[0] in scores]
+    assert table == [["fused", "0.875", "0.812"], ["image", "0.500", "0.250"], ["text", "0.625", "0.375"]]
+    assert any("Test split (8 samples)" in line for line in lines)
+    assert any("clf version 3 (alias 'challenger'), run abc" in line for line in lines)
