@@ -1,0 +1,39 @@
+"""Comparing runs the DVC way: `main` and each experiment, with their scores, side by side."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.integration.conftest import dvc, git
+
+pytestmark = pytest.mark.slow
+METRICS = "artifacts/evaluate/metrics.json"
+
+
+def _fused_accuracy(rev: dict) -> float:
+    return rev["data"]["metrics"][METRICS]["data"]["test"]["fused"]["accuracy"]
+
+
+def test_exp_show_and_metrics_diff_compare_main_with_two_experiments(project):
+    assert dvc(project, "repro", check=False).returncode == 0
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "the pipeline's results on main")
+    for lr in ("0.01", "0.0003"):
+        result = dvc(project, "exp", "run", "--temp", "-S", f"train.lr={lr}", check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+    shown = json.loads(dvc(project, "exp", "show", "--json").stdout)
+    # the first row is the workspace, then the baseline commit with its experiments
+    [main] = [row for row in shown if row.get("experiments")]
+    experiments = {e["revs"][0]["data"]["params"]["params.yaml"]["data"]["train"]["lr"]: e["revs"][0]
+                   for e in main["experiments"]}
+    assert set(experiments) == {0.01, 0.0003}
+    scores = {"main": _fused_accuracy(main), **{lr: _fused_accuracy(rev) for lr, rev in experiments.items()}}
+    assert all(0.11 < s <= 1 for s in scores.values()), scores  # each loaded, each above chance (9 classes)
+
+    diff = dvc(project, "metrics", "diff", "HEAD", experiments[0.0003]["name"], "--json")
+    assert diff.returncode == 0 and "failed to load" not in diff.stderr
+    change = json.loads(diff.stdout)[METRICS]["test.fused.accuracy"]
+    assert change["old"] == scores["main"] and change["new"] == scores[0.0003]

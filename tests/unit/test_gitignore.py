@@ -1,0 +1,31 @@
+"""Git keeps the metrics and plot files (dvc.yaml's `metrics:`/`plots:`) and ignores every other
+artifact: experiments then carry their scores, and the tree stays free of generated files."""
+
+import subprocess
+
+import yaml
+
+from mmops.config import Layout
+from tests.conftest import REPO
+
+
+def _ignored(path: str) -> bool:
+    return subprocess.run(["git", "check-ignore", "-q", "--no-index", path], cwd=REPO).returncode == 0
+
+
+def _declared(kind: str) -> set[str]:
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text().replace("${data.root}", "data"))["stages"]
+    return {next(iter(e)) if isinstance(e, dict) else e for s in stages.values() for e in s.get(kind, [])}
+
+
+def test_metrics_and_plots_files_are_tracked_by_git():
+    for path in _declared("metrics") | _declared("plots"):
+        assert not _ignored(path), path
+
+
+def test_every_other_artifact_is_ignored():
+    kept = _declared("metrics") | _declared("plots")
+    for path in Layout().all_paths().values():
+        if str(path) not in kept:
+            assert _ignored(str(path)), path
+    assert _ignored("artifacts/featurize/.features.pt.abc.tmp")
