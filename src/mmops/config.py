@@ -27,11 +27,13 @@ class Columns:
 class ModalityParams:
     """One entry of `modalities:` in params.yaml: which modality (a name registered in
     `mmops.modalities`), the manifest column that holds it, the frozen encoder that turns it
-    into features, and that modality's own options (typed and checked by the modality)."""
+    into features, whether every row must have it, and that modality's own options (typed and
+    checked by the modality)."""
 
     name: str
     column: str
     encoder: str
+    required: bool = True
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -170,7 +172,11 @@ def _modalities(raw: Any, columns: Columns) -> tuple[ModalityParams, ...]:
         for key in ("name", "column", "encoder"):
             if not isinstance(item.get(key), str) or not item[key]:
                 raise ValueError(f"params.yaml: '{where}.{key}' must be a non-empty string")
-        entries.append(ModalityParams(item.pop("name"), item.pop("column"), item.pop("encoder"), options=item))
+        required = item.pop("required", True)
+        if not isinstance(required, bool):
+            raise ValueError(f"params.yaml: '{where}.required' must be true or false")
+        entries.append(ModalityParams(item.pop("name"), item.pop("column"), item.pop("encoder"), required,
+                                      options=item))
     names = [m.name for m in entries]
     sources = [m.column for m in entries] + [columns.id, columns.label]
     if len(set(names)) != len(names) or len(set(sources)) != len(sources):

@@ -84,10 +84,13 @@ def featurize(params: Params, layout: Layout, device: str | None = None) -> dict
     dtype = feature_dtype(params.featurize.precision, dev)
     features, present, encoders = {}, {}, {}
     for modality in build_modalities(params.modalities):
+        mask = torch.tensor([not modality.may_skip(v) for v in frame[modality.name]], dtype=torch.bool)
         encode = modality.encoder(dev, dtype)
-        features[modality.name] = encode(list(frame[modality.name]), batch_size=params.featurize.batch_size,
-                                         load=lambda value, m=modality: m.load(value, params.data.root))
-        present[modality.name] = torch.ones(len(frame), dtype=torch.bool)  # clean keeps complete rows only
+        out = torch.zeros(len(frame), modality.feature_dim)  # an absent value's features are never used
+        if mask.any():
+            out[mask] = encode(list(frame.loc[mask.numpy(), modality.name]), batch_size=params.featurize.batch_size,
+                               load=lambda value, m=modality: m.load(value, params.data.root))
+        features[modality.name], present[modality.name] = out, mask
         encoders[modality.name] = modality.identity(dtype)
     FeatureCache(list(frame[ID]), features, present, encoders).save(layout.features)
     return {"samples": len(frame), "dims": {m: t.shape[1] for m, t in features.items()},
@@ -152,7 +155,10 @@ def evaluate(params: Params, layout: Layout) -> dict[str, Any]:
     test = data["test"]
     y = test["target"].numpy()
     log_probs = predict(model, test["features"], torch.device("cpu"), test["present"])
-    scores = {name: classification_metrics(y, lp.argmax(1).numpy(), len(classes)) for name, lp in log_probs.items()}
+    # each modality alone is scored on the samples that have it; fused on all of them
+    rows = {name: test["present"].get(name, torch.ones(len(y), dtype=torch.bool)).numpy() for name in log_probs}
+    scores = {name: classification_metrics(y[rows[name]], lp.argmax(1).numpy()[rows[name]], len(classes))
+              for name, lp in log_probs.items()}
     metrics = {"test": scores, "test_samples": int(len(y))}
     fused = log_probs["fused"].argmax(1).numpy()
     test_rows = frame[frame["split"] == "test"]
@@ -200,6 +206,7 @@ def register(params: Params, layout: Layout, *, stage: str = "register", flow_ru
         checkpoint=layout.model,
         input_example=input_example,
         modalities=[m.name for m in modalities],
+        encoder_packages=[p for m in modalities for p in m.encoders[m.spec.encoder].packages],
         artifacts=[layout.metrics, layout.confusion, layout.validation, layout.validation_report,
                    layout.rejects, layout.clean_metrics],
         code_dir=Path(mmops.__file__).parent,

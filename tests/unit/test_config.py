@@ -60,3 +60,52 @@ def test_cli_reports_broken_yaml_without_a_traceback(tmp_path: Path, capsys):
     (tmp_path / "params.yaml").write_text("train: [unclosed\n")
     assert main(["stage", "split", "--params", str(tmp_path / "params.yaml")]) == 1
     assert "mmops: error:" in capsys.readouterr().err
+
+
+def test_a_modality_is_required_per_row_unless_declared_optional():
+    raw = repo_params()
+    raw["modalities"][1]["required"] = False
+    image, text = params_from_dict(raw).modalities
+    assert image.required and not text.required
+    assert "required" not in text.options
+
+
+def test_modality_entries_are_checked_and_named_by_position():
+    raw = repo_params()
+    raw["modalities"][1]["required"] = "no"
+    with pytest.raises(ValueError, match=r"'modalities\[1\]\.required' must be true or false"):
+        params_from_dict(raw)
+    raw = repo_params()
+    raw["modalities"][1]["column"] = "image"
+    with pytest.raises(ValueError, match="its own name and column"):
+        params_from_dict(raw)
+
+
+def test_the_manifest_must_be_inside_the_data_root():
+    with pytest.raises(ValueError, match="'data.manifest' .* must be inside 'data.root'"):
+        params_from_dict(repo_params(data={"root": "data", "manifest": "elsewhere/metadata.csv"}))
+
+
+def test_unknown_modality_and_encoder_and_option_are_named():
+    from mmops.modalities import build_modalities
+
+    raw = repo_params()
+    raw["modalities"][0]["name"] = "smell"
+    with pytest.raises(ValueError, match="unknown modality 'smell'.*known: image, text"):
+        build_modalities(params_from_dict(raw).modalities)
+    raw = repo_params()
+    raw["modalities"][0]["encoder"] = "resnet"
+    with pytest.raises(ValueError, match="no encoder 'resnet'.*efficientnet-lite0"):
+        build_modalities(params_from_dict(raw).modalities)
+    raw = repo_params()
+    raw["modalities"][0]["sise"] = 3
+    with pytest.raises(ValueError, match=r"unknown key\(s\) in 'modalities.image': sise"):
+        build_modalities(params_from_dict(raw).modalities)
+
+
+def test_params_written_back_as_yaml_load_the_same(tmp_path: Path):
+    import yaml
+
+    params = params_from_dict(repo_params())
+    again = params_from_dict(yaml.safe_load(yaml.safe_dump(params.to_dict())))
+    assert again == params

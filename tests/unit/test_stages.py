@@ -106,3 +106,40 @@ def test_summary_prints_fused_first_then_each_modality_and_the_registered_versio
     assert table == [["fused", "0.875", "0.812"], ["image", "0.500", "0.250"], ["text", "0.625", "0.375"]]
     assert any("Test split (8 samples)" in line for line in lines)
     assert any("clf version 3 (alias 'challenger'), run abc" in line for line in lines)
+
+
+def test_each_modality_alone_is_scored_on_the_test_samples_that_have_it(crafted):
+    params, layout, ids, _ = crafted
+    cache = FeatureCache.load(layout.features)
+    test_ids = [s for s, sp in zip(ids, SPLITS) if sp == "test"]
+    lacking = set(test_ids[:5])
+    cache.present["text"] = torch.tensor([s not in lacking for s in cache.sample_ids])
+    cache.features["text"][~cache.present["text"]] = 0
+    cache.save(layout.features)
+    stages.train(params, layout, device="cpu")
+    metrics = stages.evaluate(params, layout)
+    predictions = pd.read_csv(layout.predictions, dtype=str)
+    has_text = ~predictions["sample_id"].isin(lacking)
+    expected = (predictions.loc[has_text, "pred_text"] == predictions.loc[has_text, "label"]).mean()
+    assert metrics["test"]["text"]["accuracy"] == pytest.approx(expected)
+    assert metrics["test"]["fused"]["accuracy"] == pytest.approx((predictions["pred_fused"] == predictions["label"]).mean())
+
+
+def test_featurize_marks_an_absent_optional_modality_and_encodes_the_rest(tiny_params, tiny_rows, tmp_path):
+    import dataclasses
+
+    tiny_rows[1]["text"] = ""
+    write_manifest(tiny_params.data.manifest, tiny_rows)
+    small = {"image": {"size": 32, "max_pixels": 10_000}}
+    params = dataclasses.replace(tiny_params, modalities=tuple(
+        dataclasses.replace(m, required=m.name != "text", options=small.get(m.name, m.options))
+        for m in tiny_params.modalities))
+    layout = Layout(tmp_path / "artifacts")
+    stages.clean(params, layout)
+    stages.featurize(params, layout, device="cpu")
+    cache = FeatureCache.load(layout.features)
+    assert cache.present["text"].tolist() == [True, False, True, True, True, True]
+    assert cache.present["image"].all()
+    assert torch.count_nonzero(cache.features["text"][1]) == 0
+    assert (cache.features["text"][[0, 2]].norm(dim=1) > 0.9).all()  # unit-length embeddings
+    assert cache.encoders["image"]["input_size"] == 32 and cache.encoders["text"]["dtype"] == "float32"

@@ -24,9 +24,13 @@ def row_problem(row: pd.Series, root: Path, labels: frozenset[str], modalities: 
     if row[LABEL] not in labels:
         return f"unknown label: {row[LABEL]!r}"
     for modality in modalities:
+        if modality.may_skip(row[modality.name]):
+            continue
         reason = modality.problem(row[modality.name], root)
         if reason is not None:
             return reason
+    if all(modality.may_skip(row[modality.name]) for modality in modalities):
+        return "no modality: every one is empty"
     return None
 
 
@@ -35,7 +39,8 @@ def clean_manifest(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split `frame` into (kept rows, rejects with a reason each). The first row of a duplicated
     sample_id is kept; later ones are rejected. Kept values are normalised by their modality,
-    and each media file's sha256 is added (what the split groups duplicates by).
+    and each media file's sha256 is added (what the split groups duplicates by). An optional
+    modality may be empty (kept as ""); a row with every modality empty is rejected.
     `frame` itself is not modified."""
     allowed = frozenset(labels)
     first_line: dict[str, int] = {}
@@ -51,9 +56,11 @@ def clean_manifest(
     reason_series = pd.Series(reasons, index=frame.index, dtype=object)
     bad = reason_series.notna()
     kept = frame.loc[~bad].reset_index(drop=True)
-    kept = kept.assign(**{m.name: [m.normalise(v) for v in kept[m.name]] for m in modalities})
+    kept = kept.assign(**{m.name: ["" if m.may_skip(v) else m.normalise(v) for v in kept[m.name]]
+                          for m in modalities})
     kept = kept.assign(**{
-        hash_column(m.name): [m.content_key(v, root) for v in kept[m.name]] for m in modalities if m.media
+        hash_column(m.name): ["" if m.may_skip(v) else m.content_key(v, root) for v in kept[m.name]]
+        for m in modalities if m.media
     })
     shown = [LINE, ID] + [m.name for m in modalities if m.media] + ["reason"]
     rejects = frame.loc[bad].assign(reason=reason_series[bad])[shown].reset_index(drop=True)

@@ -27,9 +27,8 @@ def split_of(key: str, params: SplitParams) -> str:
 
 def group_keys(frame: pd.DataFrame, key_columns: Sequence[str], fallback: str) -> list[str]:
     """One key per row: rows that share a value in any of `key_columns` (a media file's hash)
-    are one group, keyed by the smallest value in it. With no key columns, `fallback` is the key."""
-    if not key_columns:
-        return [str(v) for v in frame[fallback]]
+    are one group, keyed by the smallest value in it. Empty values (an optional modality that a
+    row lacks) link nothing; a row with no value at all is keyed by `fallback` (its id)."""
     parent: dict[str, str] = {}
 
     def find(x: str) -> str:
@@ -38,7 +37,10 @@ def group_keys(frame: pd.DataFrame, key_columns: Sequence[str], fallback: str) -
             x = parent[x]
         return x
 
-    rows = [[str(v) for v in values] for values in frame[list(key_columns)].itertuples(index=False)]
+    rows = [[str(v) for v in values if isinstance(v, str) and v] for values in
+            frame[list(key_columns)].itertuples(index=False)] if key_columns else [[] for _ in range(len(frame))]
+    # ids and hashes live in one namespace here; the prefix keeps them from ever meeting
+    rows = [values or [f"id:{sample_id}"] for values, sample_id in zip(rows, frame[fallback])]
     for values in rows:
         for other in values[1:]:
             a, b = find(values[0]), find(other)

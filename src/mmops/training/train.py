@@ -82,6 +82,9 @@ def fit(
     (`fused`) prediction has the lowest validation loss is kept. Test data never enters here."""
     present_train = all_present(train) if present_train is None else present_train
     present_val = all_present(val) if present_val is None else present_val
+    absent = [m for m, p in present_train.items() if not bool(p.any())]
+    if absent:
+        raise ValueError(f"no training sample has modality {', '.join(absent)}: nothing to learn it from")
     generator = seed_everything(params.seed)
     dims = {m: int(t.shape[1]) for m, t in train.items()}
     model = build_fusion(params.fusion, dims, num_classes, hidden_dim=params.hidden_dim, dropout=params.dropout)
@@ -101,8 +104,9 @@ def fit(
         row: dict[str, float] = {"epoch": epoch, "train_loss": train_loss}
         for name in (FUSED, *model.modalities):
             suffix = "" if name == FUSED else f"_{name}"
-            row[f"val_loss{suffix}"] = float(F.nll_loss(val_lp[name], y_val))
-            row[f"val_acc{suffix}"] = float((val_lp[name].argmax(1) == y_val).float().mean())
+            rows = torch.ones_like(y_val, dtype=torch.bool) if name == FUSED else present_val[name].cpu()
+            row[f"val_loss{suffix}"] = float(F.nll_loss(val_lp[name][rows], y_val[rows]))
+            row[f"val_acc{suffix}"] = float((val_lp[name][rows].argmax(1) == y_val[rows]).float().mean())
         history.append(row)
         if row["val_loss"] < best_loss:
             best_state, best_epoch, best_loss = copy.deepcopy(served.state_dict()), epoch, row["val_loss"]

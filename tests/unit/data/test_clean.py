@@ -98,3 +98,29 @@ def test_clean_stage_writes_manifest_rejects_and_counts_by_kind(tiny_params, tin
     assert len(pd.read_csv(layout.clean_manifest)) == 3
     assert list(pd.read_csv(layout.rejects)["sample_id"]) == ["s0", "s0", "s5"]
     assert not list(layout.clean_manifest.parent.glob(".*.tmp"))  # atomic writes leave no debris
+
+
+def _optional_text(params):
+    return dataclasses.replace(params, modalities=tuple(
+        dataclasses.replace(m, required=False) if m.name == "text" else m for m in params.modalities))
+
+
+def test_an_optional_modality_may_be_empty_and_the_row_is_kept(tiny_params, tiny_rows):
+    tiny_rows[2]["text"] = ""
+    write_manifest(tiny_params.data.manifest, tiny_rows)
+    params = _optional_text(tiny_params)
+    kept, rejects = clean_manifest(raw_frame(params), params.data.root, params.data.labels, modalities_of(params))
+    assert rejects.empty and kept.loc[2, "text"] == ""
+    # ... while the same row is a reject when the modality is required
+    _, rejects = _clean(tiny_params)
+    assert _reasons(rejects) == {"s2": "empty text"}
+
+
+def test_a_row_with_every_modality_empty_is_rejected(tiny_params, tiny_rows):
+    tiny_rows[2]["text"] = ""
+    tiny_rows[2]["image"] = ""
+    write_manifest(tiny_params.data.manifest, tiny_rows)
+    params = dataclasses.replace(tiny_params, modalities=tuple(
+        dataclasses.replace(m, required=False) for m in tiny_params.modalities))
+    kept, rejects = clean_manifest(raw_frame(params), params.data.root, params.data.labels, modalities_of(params))
+    assert _reasons(rejects) == {"s2": "no modality: every one is empty"} and len(kept) == 5

@@ -86,4 +86,11 @@ def test_with_one_media_column_the_group_key_is_the_file_hash():
 
 def test_without_media_each_sample_is_its_own_group():
     frame = pd.DataFrame({"sample_id": ["a", "b"]})
-    assert group_keys(frame, [], "sample_id") == ["a", "b"]
+    keys = group_keys(frame, [], "sample_id")
+    assert len(set(keys)) == 2 and keys == group_keys(frame[::-1], [], "sample_id")[::-1]
+
+
+def test_rows_lacking_an_optional_media_file_are_not_grouped_by_it():
+    frame = pd.DataFrame({"sample_id": ["a", "b", "c"], "image_sha256": ["i1", "i2", "i3"],
+                          "audio_sha256": ["", "", "u1"]})
+    assert len(set(group_keys(frame, ["image_sha256", "audio_sha256"], "sample_id"))) == 3

@@ -100,3 +100,14 @@ def test_cli_exits_nonzero_naming_the_problem(tiny_params, tiny_rows, tmp_path, 
     code = main(["stage", "validate", "--params", str(params_file), "--artifacts", str(tmp_path / "a")])
     assert code == 1
     assert "line 4: image 'images/gone.png': image file not found" in capsys.readouterr().err
+
+
+def test_an_empty_value_of_an_optional_modality_passes(tiny_params, tiny_rows):
+    import dataclasses
+
+    tiny_rows[4]["text"] = ""
+    write_manifest(tiny_params.data.manifest, tiny_rows)
+    params = dataclasses.replace(tiny_params, modalities=tuple(
+        dataclasses.replace(m, required=False) if m.name == "text" else m for m in tiny_params.modalities))
+    assert _report(params).success
+    assert _report(tiny_params).failures == ["line 6: text '': empty text"]
