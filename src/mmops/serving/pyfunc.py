@@ -15,7 +15,7 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from mmops.artifacts import load_torch
 from mmops.config import ModalityParams
-from mmops.device import pick_device
+from mmops.device import feature_dtype, pick_device
 from mmops.features.cache import check_encoders
 from mmops.models.fusion import FUSED
 from mmops.modalities import build_modalities
@@ -32,10 +32,6 @@ def _bad_input(message: str) -> MlflowException:
     return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
 
 
-def _dtype(name: str) -> torch.dtype:
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16}[name]
-
-
 class MultimodalClassifier(mlflow.pyfunc.PythonModel):
     """Raw modalities -> label; any modality may be missing from a record, not all of them."""
 
@@ -49,7 +45,7 @@ class MultimodalClassifier(mlflow.pyfunc.PythonModel):
         # (bf16 autocast works on CPU too), else refuse to load.
         self.encoders = {}
         for m in self.modalities:
-            dtype = _dtype(ckpt["encoders"][m.name]["dtype"])
+            dtype = feature_dtype(ckpt["encoders"][m.name]["dtype"], self.device)
             self.encoders[m.name] = m.encoder(self.device, dtype)
             check_encoders({m.name: ckpt["encoders"][m.name]}, {m.name: m.identity(dtype)},
                            made_by="the model's training features", expected_by="this serving environment")
