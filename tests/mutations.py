@@ -45,12 +45,12 @@ MUTATIONS = {
     ),
 }
 
-COPIED = ("src", "tests", "params.yaml", "dvc.yaml", "data.dvc", "constraints.txt", "pyproject.toml")
+COPIED = ("src", "tests", "params.yaml", "dvc.yaml", "data.dvc", "constraints.txt", "pyproject.toml",
+          ".gitignore")
 
 
-def mutant(workdir: Path, name: str) -> Path:
-    """A copy of the repo's code and tests with mutation `name` applied."""
-    file, original, mutated = MUTATIONS[name]
+def copy_repo(workdir: Path) -> Path:
+    """The repo's code and tests in `workdir`, as a git repository (some tests ask git)."""
     for item in COPIED:
         source = REPO / item
         if source.is_dir():
@@ -59,6 +59,14 @@ def mutant(workdir: Path, name: str) -> Path:
             shutil.copy(source, workdir / item)
     if (REPO / ".cache").exists():  # the sample's npm tarball, so no test fetches it again
         (workdir / ".cache").symlink_to(REPO / ".cache")
+    subprocess.run(["git", "init", "-q"], cwd=workdir, check=True)
+    return workdir
+
+
+def mutant(workdir: Path, name: str) -> Path:
+    """A copy of the repo with mutation `name` applied."""
+    file, original, mutated = MUTATIONS[name]
+    copy_repo(workdir)
     target = workdir / file
     text = target.read_text()
     if text.count(original) != 1:
@@ -85,6 +93,13 @@ def main() -> int:
     if args.list:
         print("\n".join(MUTATIONS))
         return 0
+    # The unmutated copy must pass: then any failure in a mutant is the mutation's doing.
+    with tempfile.TemporaryDirectory(prefix="mmops-baseline-") as tmp:
+        failed, detail = killed(copy_repo(Path(tmp)))
+    if failed:
+        print(f"the unmutated copy fails, so mutants prove nothing: {detail}")
+        return 2
+    print("baseline: the unmutated copy passes the fast suite", flush=True)
     survived = []
     for name in MUTATIONS:
         with tempfile.TemporaryDirectory(prefix="mmops-mutant-") as tmp:

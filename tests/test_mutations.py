@@ -14,4 +14,5 @@ def test_every_core_mutation_fails_a_fast_test():
     result = subprocess.run([sys.executable, str(REPO / "tests" / "mutations.py")], cwd=REPO,
                             env=venv_env(), capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "baseline: the unmutated copy passes" in result.stdout
     assert result.stdout.count("killed") == 4

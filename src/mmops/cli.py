@@ -39,12 +39,53 @@ def _summary(args: argparse.Namespace) -> int:
         print(f"  {name:<8} {scores['accuracy']:>9.3f} {scores['macro_f1']:>9.3f}")
     if layout.registered.exists():
         reg = json.loads(layout.registered.read_text())
-        print(f"\nRegistered: {reg['name']} version {reg['version']} (alias '{reg['alias']}'), run {reg['run_id']}")
-        print(f"  tracking store: {reg['tracking_uri']}")
+        if reg.get("registered", True):
+            print(f"\nRegistered: {reg['name']} version {reg['version']} (alias '{reg['alias']}'), run {reg['run_id']}")
+            print(f"  tracking store: {reg['tracking_uri']}")
+        else:
+            print(f"\nNot registered: {reg['reason']}")
     print("\nWhere to look:")
     print("  metrics:   dvc metrics show    (files under artifacts/)")
     print("  plots:     dvc plots show      (writes dvc_plots/index.html)")
     print("  MLflow UI: .venv/bin/mlflow ui  (then open http://127.0.0.1:5000)")
+    return 0
+
+
+def _promote(args: argparse.Namespace) -> int:
+    from mmops import stages
+
+    result = stages.promote(load_params(args.params))
+    if result["action"] == "unchanged":
+        print(f"v{result['challenger']} is already the champion: nothing to decide")
+        return 0
+    print(f"challenger v{result['challenger']} vs champion "
+          f"{'v' + result['champion_before'] if result['champion_before'] else '(none)'}:")
+    for line in result["checks"]:
+        print(f"  {line}")
+    verdict = "PROMOTED" if result["action"] == "promote" else "REFUSED"
+    print(f"{verdict}: champion is {'v' + result['champion_after'] if result['champion_after'] else '(none)'}"
+          f" (decision run {result['run_id']})")
+    return 0
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    from mmops import stages
+
+    result = stages.rollback(load_params(args.params))
+    print(f"rolled back: champion v{result['champion_before']} -> v{result['champion_after']}"
+          f" (run {result['run_id']})")
+    return 0
+
+
+def _history(args: argparse.Namespace) -> int:
+    from mmops.registry.promotion import history
+
+    rows = history(load_params(args.params))
+    if not rows:
+        print("no decisions recorded yet")
+    for row in rows:
+        print(f"{row['time']}  {row['action']:<8} v{row['version']:<4} champion "
+              f"{row['champion_before']} -> {row['champion_after']}  {row['reason']}")
     return 0
 
 
@@ -67,17 +108,36 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--dvc-file", default="data.dvc")
     sample.set_defaults(func=_sample)
 
+    for name, func, text in (
+        ("promote", _promote, "the gate: promote the challenger to champion if it earns it (recorded)"),
+        ("rollback", _rollback, "swap champion back to the previous version (recorded)"),
+        ("history", _history, "every promotion decision and rollback, oldest first"),
+    ):
+        command = sub.add_parser(name, help=text)
+        command.add_argument("--params", default="params.yaml")
+        command.set_defaults(func=func)
+
     summary = sub.add_parser("summary", help="print the scores, the registered version and where to look")
     summary.add_argument("--artifacts", default="artifacts")
     summary.set_defaults(func=_summary)
     return parser
 
 
+def _is_expected(err: Exception) -> bool:
+    """Bad input, broken preconditions, or the tracking server refusing: a message, no traceback.
+    (MLflow is imported only by the commands that use it, so it is looked up, not imported.)"""
+    mlflow_errors = sys.modules.get("mlflow.exceptions")
+    return isinstance(err, (ValueError, RuntimeError, OSError, yaml.YAMLError)) or (
+        mlflow_errors is not None and isinstance(err, mlflow_errors.MlflowException))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, RuntimeError, OSError, yaml.YAMLError) as err:
+    except Exception as err:
+        if not _is_expected(err):
+            raise
         # Bad input and broken preconditions: the message names the file/row; no traceback.
         print(f"mmops: error: {err}", file=sys.stderr)
         return 1

@@ -85,6 +85,29 @@ class RegisterParams:
     model_name: str = "mmops-classifier"
     experiment: str = "mmops"
     alias: str = "challenger"
+    # Register only a model its lineage can rebuild: trained from committed code, params and
+    # data.dvc. `dvc exp run` works on uncommitted params, so experiments do not register.
+    require_committed: bool = True
+
+
+@dataclass(frozen=True)
+class PromoteParams:
+    """The gate (`mmops promote`): floors the challenger must pass, and how much worse than the
+    champion it may be (judged paired, per sample)."""
+
+    min_macro_f1: float = 0.75  # fused, on the held-out split
+    min_margin_over_best_modality: float = 0.0  # fused macro-F1 minus the best single modality's
+    max_p95_latency_ms: float = 250.0  # one-record prediction through the registered model, here
+    max_regression: float = 0.02  # lower end of the paired 95% interval of the macro-F1 difference
+    bootstrap_resamples: int = 2000
+    seed: int = 0
+    champion_alias: str = "champion"
+    previous_alias: str = "previous"
+    experiment: str = "mmops-promotions"  # one run per decision, promoted, refused or rolled back
+
+    def __post_init__(self) -> None:
+        if self.bootstrap_resamples < 100 or self.max_regression < 0:
+            raise ValueError("params.yaml: promote needs bootstrap_resamples >= 100 and max_regression >= 0")
 
 
 @dataclass(frozen=True)
@@ -95,6 +118,7 @@ class Params:
     featurize: FeaturizeParams = field(default_factory=FeaturizeParams)
     train: TrainParams = field(default_factory=TrainParams)
     register: RegisterParams = field(default_factory=RegisterParams)
+    promote: PromoteParams = field(default_factory=PromoteParams)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain, JSON-able form, shaped as params.yaml (paths as strings, tuples as lists)."""
@@ -103,8 +127,11 @@ class Params:
         return raw
 
     def digest(self) -> str:
-        """A short stable hash of every parameter, for lineage tags."""
-        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        """A short stable hash of every parameter that shapes the model, for lineage tags (the
+        gate's settings do not: a model's lineage must not change when a floor does)."""
+        raw = self.to_dict()
+        raw.pop("promote")
+        blob = json.dumps(raw, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
@@ -128,7 +155,7 @@ def build_section(cls: type, raw: dict[str, Any] | None, section: str) -> Any:
 
 def params_from_dict(raw: dict[str, Any], base: Path = Path(".")) -> Params:
     """Build `Params` from the parsed YAML; relative data paths are resolved against `base`."""
-    sections = {"data", "modalities", "split", "featurize", "train", "register"}
+    sections = {"data", "modalities", "split", "featurize", "train", "register", "promote"}
     unknown = sorted(set(raw) - sections)
     if unknown:
         raise ValueError(f"params.yaml: unknown section(s): {', '.join(unknown)}")
@@ -156,6 +183,7 @@ def params_from_dict(raw: dict[str, Any], base: Path = Path(".")) -> Params:
         featurize=build_section(FeaturizeParams, raw.get("featurize"), "featurize"),
         train=build_section(TrainParams, raw.get("train"), "train"),
         register=build_section(RegisterParams, raw.get("register"), "register"),
+        promote=build_section(PromoteParams, raw.get("promote"), "promote"),
     )
 
 

@@ -6,6 +6,7 @@ This is the single place each step is implemented: `dvc.yaml` reaches these thro
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -125,15 +126,14 @@ def train(params: Params, layout: Layout, device: str | None = None) -> dict[str
     # precision is its own (it follows the device featurize ran on).
     check_encoders(cache.encoders, {m.name: m.identity(torch.float32) for m in modalities},
                    made_by=str(layout.features), expected_by="params.yaml and the installed encoders",
-                   ignore=("dtype",))
+                   ignore=("dtype",), remedy="re-encode with `dvc repro -f featurize`")
     dev = pick_device(device)
     tr, va = data["train"], data["val"]
     result = fit(tr["features"], tr["target"], va["features"], va["target"], len(params.data.labels),
                  params.train, dev, tr["present"], va["present"])
     artifacts.save_torch(layout.model, checkpoint(
         result, list(params.data.labels), encoders=cache.encoders,
-        modalities=[{"name": m.name, "column": m.column, "encoder": m.encoder, "options": m.options}
-                    for m in params.modalities],
+        modalities=[dataclasses.asdict(m) for m in params.modalities],
     ))
     artifacts.write_csv(layout.history, pd.DataFrame(result.history))
     return {"best_epoch": result.best_epoch, "fusion": params.train.fusion, "device": str(dev)}
@@ -158,7 +158,7 @@ def evaluate(params: Params, layout: Layout) -> dict[str, Any]:
     # each modality alone is scored on the samples that have it; fused on all of them
     rows = {name: test["present"].get(name, torch.ones(len(y), dtype=torch.bool)).numpy() for name in log_probs}
     scores = {name: classification_metrics(y[rows[name]], lp.argmax(1).numpy()[rows[name]], len(classes))
-              for name, lp in log_probs.items()}
+              for name, lp in log_probs.items() if rows[name].any()}  # a modality no test row has: no score
     metrics = {"test": scores, "test_samples": int(len(y))}
     fused = log_probs["fused"].argmax(1).numpy()
     test_rows = frame[frame["split"] == "test"]
@@ -181,20 +181,53 @@ def dvc_file_of(params: Params) -> Path:
     return dvc_file
 
 
+def promote(params: Params) -> dict[str, Any]:
+    """The gate: the current challenger against the current champion, on the challenger's own
+    test split; promote (champion -> challenger, previous -> old champion) or refuse, recorded."""
+    from mmops.registry.promotion import promote as run_gate
+
+    outcome = run_gate(params, dvc_file=dvc_file_of(params), classes=list(params.data.labels),
+                       modalities=build_modalities(params.modalities))
+    return {"action": outcome.action, "challenger": outcome.challenger, "champion_before": outcome.champion_before,
+            "champion_after": outcome.champion_after, "run_id": outcome.run_id,
+            "checks": outcome.decision.reasons if outcome.decision else [],
+            "numbers": outcome.decision.numbers if outcome.decision else {}}
+
+
+def rollback(params: Params) -> dict[str, Any]:
+    """Point `champion` back at the `previous` version (and `previous` at the one it replaced)."""
+    from mmops.registry.promotion import rollback as swap
+
+    outcome = swap(params)
+    return {"action": outcome.action, "champion_before": outcome.champion_before,
+            "champion_after": outcome.champion_after, "run_id": outcome.run_id}
+
+
+def _committed(commit: str) -> bool:
+    return commit != "unknown" and not commit.endswith("-dirty")
+
+
 def register(params: Params, layout: Layout, *, stage: str = "register", flow_run_id: str | None = None) -> dict[str, Any]:
-    """Log the pipeline run to MLflow with its lineage and register the model (alias `challenger`)."""
+    """Log the pipeline run to MLflow with its lineage and register the model (alias
+    `challenger`), unless `register.require_committed` and the tree has uncommitted changes:
+    then nothing is registered and the record says why."""
     import mmops
     from mmops.registry.lineage import lineage_tags
     from mmops.registry.mlflow_registry import log_and_register
 
     dvc_file = dvc_file_of(params)
+    tags = lineage_tags(dvc_file=dvc_file, params_digest=params.digest(), stage=stage, flow_run_id=flow_run_id)
+    if params.register.require_committed and not _committed(tags["mmops.git_commit"]):
+        record = {"registered": False, "reason": f"the tree has uncommitted changes (git status) or is not a git "
+                  f"repository ({tags['mmops.git_commit']}): commit them, then `mmops stage register`", **tags}
+        artifacts.write_json(layout.registered, record)
+        return record
     modalities = build_modalities(params.modalities)
     metrics = json.loads(layout.metrics.read_text())
     flat = {f"test_{m}_{k}": v for m, scores in metrics["test"].items() for k, v in scores.items()}
     example = _read_stage_csv(layout.split_manifest).query("split == 'test'").head(2)
-    input_example = pd.DataFrame({m.name: [m.to_request(v, params.data.root) for v in example[m.name]]
-                                  for m in modalities})
-    tags = lineage_tags(dvc_file=dvc_file, params_digest=params.digest(), stage=stage, flow_run_id=flow_run_id)
+    input_example = pd.DataFrame({m.name: [None if m.may_skip(v) else m.to_request(v, params.data.root)
+                                           for v in example[m.name]] for m in modalities})
     registered = log_and_register(
         model_name=params.register.model_name,
         experiment=params.register.experiment,
@@ -207,12 +240,13 @@ def register(params: Params, layout: Layout, *, stage: str = "register", flow_ru
         input_example=input_example,
         modalities=[m.name for m in modalities],
         encoder_packages=[p for m in modalities for p in m.encoders[m.spec.encoder].packages],
-        artifacts=[layout.metrics, layout.confusion, layout.validation, layout.validation_report,
-                   layout.rejects, layout.clean_metrics],
+        # the split manifest: the gate scores champion and challenger on this exact test split
+        artifacts=[layout.metrics, layout.confusion, layout.predictions, layout.validation,
+                   layout.validation_report, layout.rejects, layout.clean_metrics, layout.split_manifest],
         code_dir=Path(mmops.__file__).parent,
     )
     record = {
-        "name": registered.name, "version": registered.version, "alias": registered.alias,
+        "registered": True, "name": registered.name, "version": registered.version, "alias": registered.alias,
         "uri": registered.uri, "run_id": registered.run_id, "experiment_id": registered.experiment_id,
         "tracking_uri": registered.tracking_uri, **tags,
     }

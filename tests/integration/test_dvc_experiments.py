@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
+from mlflow import MlflowClient
 
-from tests.integration.conftest import dvc, git
+from tests.integration.conftest import dvc, git, tracking_uri
 
 pytestmark = pytest.mark.slow
 METRICS = "artifacts/evaluate/metrics.json"
@@ -16,10 +18,18 @@ def _fused_accuracy(rev: dict) -> float:
     return rev["data"]["metrics"][METRICS]["data"]["test"]["fused"]["accuracy"]
 
 
+def _git_status(project) -> str:
+    return subprocess.run(["git", "status", "--porcelain"], cwd=project, capture_output=True, text=True).stdout
+
+
 def test_exp_show_and_metrics_diff_compare_main_with_two_experiments(project):
     assert dvc(project, "repro", check=False).returncode == 0
     git(project, "add", "-A")
     git(project, "commit", "-qm", "the pipeline's results on main")
+    # registering again (a new run id, a new version) leaves the tree and DVC clean
+    assert dvc(project, "repro", "-f", "register", check=False).returncode == 0
+    assert _git_status(project) == ""
+    assert "up to date" in dvc(project, "status").stdout
     for lr in ("0.01", "0.0003"):
         result = dvc(project, "exp", "run", "--temp", "-S", f"train.lr={lr}", check=False)
         assert result.returncode == 0, result.stdout + result.stderr
@@ -32,6 +42,10 @@ def test_exp_show_and_metrics_diff_compare_main_with_two_experiments(project):
     assert set(experiments) == {0.01, 0.0003}
     scores = {"main": _fused_accuracy(main), **{lr: _fused_accuracy(rev) for lr, rev in experiments.items()}}
     assert all(0.11 < s <= 1 for s in scores.values()), scores  # each loaded, each above chance (9 classes)
+
+    # experiments run on uncommitted params: they do not flood the registry
+    versions = MlflowClient(tracking_uri(project)).search_model_versions("name = 'mmops-classifier'")
+    assert sorted(int(v.version) for v in versions) == [1, 2]
 
     diff = dvc(project, "metrics", "diff", "HEAD", experiments[0.0003]["name"], "--json")
     assert diff.returncode == 0 and "failed to load" not in diff.stderr

@@ -109,3 +109,11 @@ def test_params_written_back_as_yaml_load_the_same(tmp_path: Path):
     params = params_from_dict(repo_params())
     again = params_from_dict(yaml.safe_load(yaml.safe_dump(params.to_dict())))
     assert again == params
+
+
+def test_encoder_package_versions_ignore_the_local_build_tag(monkeypatch):
+    # a model whose features were made on a CUDA build of torch is served by the CPU build
+    from mmops.modalities import base
+
+    monkeypatch.setattr(base, "version", lambda package: "2.14.1+cu128")
+    assert base.installed_version("torch") == "2.14.1"

@@ -98,12 +98,15 @@ def test_every_stage_calls_the_cli_stage_of_the_same_name():
         assert stage["cmd"] == f"mmops stage {name}"
 
 
-def test_every_layout_path_is_a_declared_output():
+def test_every_layout_path_but_the_registration_record_is_a_declared_output():
     declared = {
         path for stage in DVC["stages"].values()
         for kind in ("outs", "metrics", "plots") for path in _paths(stage.get(kind))
     }
-    assert {str(path) for path in Layout().all_paths().values()} == declared
+    paths = {name: str(path) for name, path in Layout().all_paths().items()}
+    # a new run id each time: as an output it would rewrite dvc.lock on every run
+    assert paths.pop("registered") not in declared
+    assert set(paths.values()) == declared
 
 
 def test_every_dependency_exists_or_is_produced_upstream():
@@ -142,3 +145,55 @@ def test_the_data_folder_dvc_tracks_is_the_one_params_yaml_reads():
     assert "${data.root}" in (REPO / "dvc.yaml").read_text()
     assert PARAMS["data"]["manifest"].startswith(PARAMS["data"]["root"] + "/")
     assert (REPO / f"{PARAMS['data']['root']}.dvc").exists()
+
+
+def _stage_and_helpers(stage: str) -> list[ast.AST]:
+    tree = ast.parse((PACKAGE / "stages.py").read_text())
+    functions = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+    found, todo = [], [stage]
+    while todo:
+        node = functions[todo.pop()]
+        if node in found:
+            continue
+        found.append(node)
+        todo += [n.id for n in ast.walk(node) if isinstance(n, ast.Name) and n.id in functions and n.id != node.name]
+    return found
+
+
+def _chains(nodes: list[ast.AST], root: str) -> set[str]:
+    """Every attribute chain read off `root` (`params.data.labels` -> 'data.labels')."""
+    chains = set()
+    for node in nodes:
+        inner = {id(a.value) for a in ast.walk(node) if isinstance(a, ast.Attribute)}  # only whole chains
+        for attr in ast.walk(node):
+            if id(attr) in inner:
+                continue
+            parts = []
+            while isinstance(attr, ast.Attribute):
+                parts.append(attr.attr)
+                attr = attr.value
+            if isinstance(attr, ast.Name) and attr.id == root and parts:
+                chains.add(".".join(reversed(parts)))
+    return chains
+
+
+def test_every_artifact_a_stage_reads_is_a_dependency_and_every_one_it_writes_an_output():
+    layout = Layout()
+    for name, stage in DVC["stages"].items():
+        declared = set(stage["deps"]) | {p for kind in ("outs", "metrics", "plots") for p in _paths(stage.get(kind))}
+        for chain in _chains(_stage_and_helpers(name), "layout"):
+            attr = chain.split(".")[0]
+            if attr in Layout().all_paths() and attr != "registered":
+                assert str(getattr(layout, attr)) in declared, f"stage {name} uses layout.{attr}, not in dvc.yaml"
+
+
+def test_every_param_a_stage_reads_is_one_of_its_params():
+    methods = {"digest", "to_dict"}  # register logs every param; it lists the sections that shape the model
+    for name, stage in DVC["stages"].items():
+        listed = set(stage.get("params", []))
+        for chain in _chains(_stage_and_helpers(name), "params"):
+            parts = chain.split(".")
+            if parts[0] in methods or chain == "data.root":  # the root is a dependency path itself
+                continue
+            prefixes = {".".join(parts[:i]) for i in range(1, len(parts) + 1)}
+            assert prefixes & listed, f"stage {name} reads params.{chain}, not in its dvc.yaml params"

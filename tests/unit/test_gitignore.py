@@ -10,7 +10,9 @@ from tests.conftest import REPO
 
 
 def _ignored(path: str) -> bool:
-    return subprocess.run(["git", "check-ignore", "-q", "--no-index", path], cwd=REPO).returncode == 0
+    code = subprocess.run(["git", "check-ignore", "-q", "--no-index", path], cwd=REPO).returncode
+    assert code in (0, 1), f"git check-ignore failed ({code}): not a git repository?"
+    return code == 0
 
 
 def _declared(kind: str) -> set[str]:

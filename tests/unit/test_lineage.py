@@ -18,11 +18,13 @@ def _repo(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_commit_is_dirty_when_code_changed_but_not_when_only_dvc_lock_did(tmp_path: Path):
+def test_commit_is_dirty_when_code_changed_but_not_when_only_what_dvc_repro_writes_did(tmp_path: Path):
     repo = _repo(tmp_path)
     clean = git_commit(repo)
     assert len(clean) == 40
     (repo / "dvc.lock").write_text("b\n")
+    (repo / "artifacts").mkdir()
+    (repo / "artifacts" / "metrics.json").write_text("{}\n")  # what dvc repro writes
     assert git_commit(repo) == clean
     (repo / "code.py").write_text("x = 2\n")
     assert git_commit(repo) == f"{clean}-dirty"

@@ -76,6 +76,11 @@ def test_a_record_with_one_modality_gets_exactly_that_modalitys_prediction(serve
     assert out["confidence"][0] == pytest.approx(float(mixed.max()), abs=1e-5)
 
 
+def test_a_request_with_no_records_is_refused_with_a_reason(served):
+    with pytest.raises(MlflowException, match="no records"):
+        served.predict(None, pd.DataFrame({"image": [], "text": []}))
+
+
 def test_a_column_may_be_left_out_entirely(served):
     only_text = served.predict(None, pd.DataFrame({"text": ["only text"]}))
     with_empty_image = served.predict(None, pd.DataFrame({"text": ["only text"], "image": [None]}))
@@ -112,12 +117,19 @@ def test_serving_refuses_a_model_whose_features_came_from_other_encoders(tmp_pat
         _load(_ckpt(params, tmp_path / "model.pt", encoders=encoders))
 
 
-def test_serving_encodes_in_the_precision_the_features_were_made_in(tmp_path):
+def test_serving_encodes_in_the_precision_the_features_were_made_in(tmp_path, served):
     from tests.conftest import make_params
 
     params = _tiny_image_params(make_params(tmp_path / "data", labels=TINY_LABELS))
-    served = _load(_ckpt(params, tmp_path / "model.pt", dtype=torch.bfloat16))
-    assert {e.dtype for e in (served.encoders["image"], served.encoders["text"].model)} == {torch.bfloat16}
+    in_bf16 = _load(_ckpt(params, tmp_path / "model.pt", dtype=torch.bfloat16))
+    request = pd.DataFrame({"image": [_png(64, (30, 160, 90, 255))], "text": ["a green square"]})
+    mods = {m.name: m for m in modalities_of(params)}
+    image = mods["image"].from_request(request.loc[0, "image"])
+    bf16 = mods["image"].encoder(CPU, torch.bfloat16)([image], batch_size=1)
+    fp32 = mods["image"].encoder(CPU, torch.float32)([image], batch_size=1)
+    assert not torch.allclose(bf16, fp32, atol=1e-4)  # the two precisions do differ here
+    assert torch.allclose(in_bf16.features(request)[0]["image"], bf16, atol=1e-6)
+    assert torch.allclose(served.features(request)[0]["image"], fp32, atol=1e-6)
 
 
 def test_serving_makes_the_pipelines_features_and_prediction_for_the_same_inputs(tiny_params, tmp_path):
@@ -130,7 +142,7 @@ def test_serving_makes_the_pipelines_features_and_prediction_for_the_same_inputs
     kept = pd.read_csv(layout.clean_manifest, dtype=str)
     request = pd.DataFrame({
         "image": [base64.b64encode((params.data.root / p).read_bytes()).decode() for p in kept["image"]],
-        "text": list(kept["text"]),
+        "text": [f"  {t}\t" for t in kept["text"]],  # normalised the way clean normalised it
     })
     features, _ = served.features(request)
     for m in ("image", "text"):

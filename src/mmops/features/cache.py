@@ -60,17 +60,20 @@ def _flatten(prefix: str, value: Any) -> dict[str, Any]:
 
 
 def check_encoders(made: dict[str, Identity], expected: dict[str, Identity], *, made_by: str,
-                   expected_by: str, ignore: tuple[str, ...] = ()) -> None:
+                   expected_by: str, ignore: tuple[str, ...] = (), remedy: str = "") -> None:
     """Raise `EncoderMismatch` listing every difference (by modality and field, both sides
     named) between the encoders that made features and the ones expected."""
-    a = {k: v for m, ident in made.items() for k, v in _flatten(m, ident).items()}
-    b = {k: v for m, ident in expected.items() for k, v in _flatten(m, ident).items()}
+    def flat(identities: dict[str, Identity]) -> dict[str, Any]:
+        return {k: v for m, ident in identities.items()
+                for k, v in _flatten(m, {f: x for f, x in ident.items() if f not in ignore}).items()}
+
+    a, b = flat(made), flat(expected)
     differences = [
         f"{key}: {made_by} has {a.get(key, '(none)')!r}, {expected_by} has {b.get(key, '(none)')!r}"
-        for key in sorted(set(a) | set(b))
-        if key.split(".")[1] not in ignore and a.get(key) != b.get(key)
+        for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)
     ]
     if list(made) != list(expected):
         differences.insert(0, f"modalities: {made_by} has {list(made)}, {expected_by} has {list(expected)}")
     if differences:
-        raise EncoderMismatch(f"{made_by} and {expected_by} disagree on the encoders:\n  " + "\n  ".join(differences))
+        raise EncoderMismatch(f"{made_by} and {expected_by} disagree on the encoders:\n  " + "\n  ".join(differences)
+                              + (f"\n{remedy}" if remedy else ""))

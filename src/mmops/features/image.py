@@ -59,11 +59,16 @@ def encode_images(
     (bf16 by autocast, on any device). With `load`, `sources` are decoded one batch at a time
     (memory stays flat however many there are)."""
     encoder = encoder.to(device)
+    # float32 means float32: no TF32 convolutions (cuDNN's default on CUDA), so features made on
+    # a GPU match those a CPU makes for the same image.
+    cudnn = torch.backends.cudnn
     out = []
     for start in range(0, len(sources), batch_size):
         chunk = sources[start:start + batch_size]
         batch = torch.stack([preset(load(s) if load else s) for s in chunk])
         batch = batch.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+        exact = cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark, deterministic=cudnn.deterministic,
+                            allow_tf32=dtype != torch.float32)
+        with exact, torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
             out.append(encoder(batch).float().cpu())
     return torch.cat(out) if out else torch.empty(0, IMAGE_DIM)

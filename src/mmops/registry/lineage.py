@@ -10,13 +10,14 @@ from mmops.data.versioning import data_md5, workspace_matches
 
 def git_commit(cwd: Path = Path(".")) -> str:
     """The checked-out commit, with `-dirty` when files git would commit differ from it: changed
-    or new (not ignored). dvc.lock aside: `dvc repro` itself rewrites it while the pipeline runs."""
+    or new (not ignored). dvc.lock and artifacts/ aside: they are what `dvc repro` writes while
+    the pipeline runs (the committed metrics files among them)."""
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", ".", ":(exclude)dvc.lock"], cwd=cwd,
+            ["git", "status", "--porcelain", "--", ".", ":(exclude)dvc.lock", ":(exclude)artifacts"], cwd=cwd,
             capture_output=True, text=True, check=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):

@@ -82,9 +82,9 @@ def log_and_register(
         for _, row in history.iterrows():
             step = int(row["epoch"])
             mlflow.log_metrics({f"train.{k}": float(v) for k, v in row.items() if k != "epoch"}, step=step)
-        for path in artifacts:
+        for path in artifacts:  # under pipeline/<stage>/, as in artifacts/ (two stages write metrics.json)
             if Path(path).exists():
-                mlflow.log_artifact(str(path), artifact_path="pipeline")
+                mlflow.log_artifact(str(path), artifact_path=f"pipeline/{Path(path).parent.name}")
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=pyfunc.MODEL_CODE,  # models-from-code: nothing is pickled

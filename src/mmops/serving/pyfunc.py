@@ -53,6 +53,8 @@ class MultimodalClassifier(mlflow.pyfunc.PythonModel):
     def features(self, frame: pd.DataFrame) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """Features and presence masks of the records in `frame` (one column per modality)."""
         n = len(frame)
+        if n == 0:
+            raise _bad_input("the request has no records")
         features, present = {}, {}
         for m in self.modalities:
             values = frame[m.name] if m.name in frame.columns else [None] * n

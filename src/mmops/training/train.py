@@ -29,9 +29,10 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def _loader(features: Features, present: Mask, target: torch.Tensor, *, batch_size: int,
-            generator: torch.Generator, device: torch.device) -> DataLoader:
-    tensors = [features[m] for m in features] + [present[m] for m in features]
+def _loader(modalities: tuple[str, ...], features: Features, present: Mask, target: torch.Tensor, *,
+            batch_size: int, generator: torch.Generator, device: torch.device) -> DataLoader:
+    # in the model's order: train_one_epoch unpacks them by model.modalities
+    tensors = [features[m] for m in modalities] + [present[m] for m in modalities]
     return DataLoader(TensorDataset(*tensors, target), batch_size=batch_size, shuffle=True,
                       generator=generator, pin_memory=device.type == "cuda")
 
@@ -90,7 +91,8 @@ def fit(
     model = build_fusion(params.fusion, dims, num_classes, hidden_dim=params.hidden_dim, dropout=params.dropout)
     model.prepare(train, present_train)
     model.to(device)
-    loader = _loader(train, present_train, y_train, batch_size=params.batch_size, generator=generator, device=device)
+    loader = _loader(model.modalities, train, present_train, y_train, batch_size=params.batch_size,
+                     generator=generator, device=device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(params.epochs, 1))
     history: list[dict[str, float]] = []

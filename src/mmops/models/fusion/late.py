@@ -3,7 +3,6 @@ on validation data. A modality missing for a sample is left out of its mixture."
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 import torch
@@ -36,9 +35,14 @@ class ModalityHead(nn.Module):
 
 
 def simplex_grid(parts: int, steps: int) -> torch.Tensor:
-    """Every weight vector of `parts` non-negative multiples of 1/steps summing to 1."""
-    rows = [c for c in itertools.product(range(steps + 1), repeat=parts) if sum(c) == steps]
-    return torch.tensor(rows, dtype=torch.float32) / steps
+    """Every weight vector of `parts` non-negative multiples of 1/steps summing to 1 (only those
+    are generated: stars and bars, in lexicographic order)."""
+    def compositions(total: int, n: int) -> list[tuple[int, ...]]:
+        if n == 1:
+            return [(total,)]
+        return [(first, *rest) for first in range(total + 1) for rest in compositions(total - first, n - 1)]
+
+    return torch.tensor(compositions(steps, parts), dtype=torch.float32) / steps
 
 
 @register_fusion

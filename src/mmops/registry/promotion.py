@@ -1,0 +1,194 @@
+"""Promotion in the MLflow registry: score challenger and champion through their registered
+pyfuncs on the challenger's own test split, let the gate decide, move the aliases so that a
+failure part-way leaves `champion` as it was, and record every decision (and rollback) in the
+registry itself: tags on the versions and one run per decision in an experiment of its own."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from mmops.config import Params
+from mmops.data.manifest import ID, LABEL
+from mmops.data.versioning import data_md5
+from mmops.modalities.base import Modality, present
+from mmops.registry.gate import Decision, Evaluation, decide
+
+SPLIT_ARTIFACT = "pipeline/split/manifest.csv"  # logged by the register stage
+LATENCY_RECORDS = 30
+
+
+@dataclass(frozen=True)
+class Outcome:
+    action: str  # promote | refuse | rollback
+    challenger: str | None
+    champion_before: str | None
+    champion_after: str | None
+    decision: Decision | None
+    run_id: str
+
+
+def _alias(client: MlflowClient, name: str, alias: str) -> str | None:
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
+
+
+def test_split_of(client: MlflowClient, run_id: str) -> pd.DataFrame:
+    """The test rows of the split a version was trained with (logged with its run)."""
+    try:
+        local = client.download_artifacts(run_id, SPLIT_ARTIFACT)
+    except MlflowException as err:
+        raise ValueError(f"run {run_id} has no {SPLIT_ARTIFACT} (registered by an older mmops?): "
+                         f"register it again with `mmops stage register`") from err
+    frame = pd.read_csv(local, dtype=str, keep_default_na=False)
+    return frame[frame["split"] == "test"].reset_index(drop=True)
+
+
+def requests_for(frame: pd.DataFrame, modalities: Sequence[Modality], root: Path) -> pd.DataFrame:
+    """The rows as a serving request: one column per modality, media read from `root`."""
+    return pd.DataFrame({m.name: [m.to_request(v, root) if present(v) else None for v in frame[m.name]]
+                         for m in modalities})
+
+
+def score_version(uri: str, version: str, requests: pd.DataFrame, target: np.ndarray,
+                  classes: list[str]) -> Evaluation:
+    """Per-sample predictions of a registered model through its own pyfunc (its own
+    preprocessing): all modalities, then each alone; and its one-record p95 latency."""
+    model = mlflow.pyfunc.load_model(uri)
+    index = {c: i for i, c in enumerate(classes)}
+
+    def labels(frame: pd.DataFrame) -> np.ndarray:
+        return np.array([index.get(label, -1) for label in model.predict(frame)["label"]])
+
+    fused = labels(requests)
+    alone = {}
+    for column in requests.columns:
+        rows = requests[column].map(present).to_numpy()
+        out = np.full(len(requests), -1)
+        if rows.any():
+            out[rows] = labels(requests.loc[rows, [column]].reset_index(drop=True))
+        alone[column] = out
+    timings = []
+    for i in range(min(LATENCY_RECORDS, len(requests)) + 3):  # the first few warm up
+        start = time.perf_counter()
+        model.predict(requests.iloc[[i % len(requests)]].reset_index(drop=True))
+        timings.append((time.perf_counter() - start) * 1000)
+    return Evaluation(version=version, target=target, fused=fused, modalities=alone,
+                      p95_latency_ms=float(np.percentile(timings[3:], 95)))
+
+
+def _move_aliases(client: MlflowClient, name: str, moves: list[tuple[str, str | None]]) -> None:
+    """Point each alias at its version (None: delete it), in order; if any move fails, put back
+    the ones already made, so the registry is left as it was."""
+    before = [(alias, _alias(client, name, alias)) for alias, _ in moves]
+    done = []
+    try:
+        for alias, version in moves:
+            if version is None:
+                client.delete_registered_model_alias(name, alias)
+            else:
+                client.set_registered_model_alias(name, alias, version)
+            done.append(alias)
+    except Exception:
+        for alias, version in reversed(before):
+            if alias in done:
+                if version is None:
+                    client.delete_registered_model_alias(name, alias)
+                else:
+                    client.set_registered_model_alias(name, alias, version)
+        raise
+
+
+def _record(client: MlflowClient, params: Params, tags: dict[str, str], numbers: dict[str, float]) -> str:
+    """One run in the promotions experiment, with the decision as tags and its numbers as metrics."""
+    experiment = client.get_experiment_by_name(params.promote.experiment)
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment(params.promote.experiment)
+    run = client.create_run(experiment_id, tags=tags, run_name=f"{tags['mmops.action']} v{tags.get('mmops.challenger', '')}")
+    for key, value in numbers.items():
+        client.log_metric(run.info.run_id, key, float(value))
+    return run.info.run_id
+
+
+def promote(params: Params, *, dvc_file: Path, classes: list[str], modalities: Sequence[Modality],
+            client: MlflowClient | None = None) -> Outcome:
+    """Run the gate on the current challenger against the current champion, and promote or refuse."""
+    client = client or MlflowClient()
+    name, gate = params.register.model_name, params.promote
+    challenger = _alias(client, name, params.register.alias)
+    if challenger is None:
+        raise ValueError(f"no version of {name} has the alias '{params.register.alias}': run the pipeline first")
+    champion = _alias(client, name, gate.champion_alias)
+    if champion == challenger:  # nothing new since the last decision (a schedule may ask twice)
+        return Outcome("unchanged", challenger, champion, champion, None, "")
+    version = client.get_model_version(name, challenger)
+    trained_on, here = version.tags.get("mmops.data_md5"), data_md5(dvc_file)
+    if trained_on != here:
+        raise ValueError(f"{name} v{challenger} was trained on data {trained_on}, but {dvc_file} records {here}: "
+                         f"check out the data it was trained on (git checkout <its commit> {dvc_file} && dvc checkout)")
+    split = test_split_of(client, version.run_id)
+    requests = requests_for(split, modalities, params.data.root)
+    target = np.array([classes.index(label) for label in split[LABEL]])
+    scored = score_version(f"models:/{name}/{challenger}", challenger, requests, target, classes)
+    baseline = score_version(f"models:/{name}/{champion}", champion, requests, target, classes) if champion else None
+    decision = decide(scored, baseline, gate, len(classes))
+    action = "promote" if decision.promote else "refuse"
+    tags = {"mmops.action": action, "mmops.challenger": challenger, "mmops.champion_before": champion or "none",
+            "mmops.reason": decision.summary, "mmops.checks": "\n".join(decision.reasons),
+            "mmops.test_samples": str(len(target)), "mmops.data_md5": here}
+    run_id = _record(client, params, tags, decision.numbers)
+    after = champion
+    try:
+        if decision.promote:
+            _move_aliases(client, name, [(gate.previous_alias, champion), (gate.champion_alias, challenger)])
+            after = challenger
+    except Exception as err:
+        client.set_tag(run_id, "mmops.action", "failed")
+        client.set_tag(run_id, "mmops.reason", f"alias move failed, registry unchanged: {err}")
+        client.set_terminated(run_id, "FAILED")
+        raise
+    client.set_tag(run_id, "mmops.champion_after", after or "none")
+    client.set_terminated(run_id, "FINISHED")
+    for key, value in {"mmops.gate.decision": action, "mmops.gate.reason": decision.summary,
+                       "mmops.gate.run_id": run_id}.items():
+        client.set_model_version_tag(name, challenger, key, value)
+    return Outcome(action, challenger, champion, after, decision, run_id)
+
+
+def rollback(params: Params, client: MlflowClient | None = None) -> Outcome:
+    """Swap `champion` and `previous` back, and record it."""
+    client = client or MlflowClient()
+    name, gate = params.register.model_name, params.promote
+    champion, previous = _alias(client, name, gate.champion_alias), _alias(client, name, gate.previous_alias)
+    if previous is None:
+        raise ValueError(f"{name} has no '{gate.previous_alias}' version to roll back to")
+    _move_aliases(client, name, [(gate.champion_alias, previous), (gate.previous_alias, champion)])
+    tags = {"mmops.action": "rollback", "mmops.challenger": previous, "mmops.champion_before": champion or "none",
+            "mmops.champion_after": previous, "mmops.reason": f"rolled back from v{champion} to v{previous}"}
+    run_id = _record(client, params, tags, {})
+    client.set_terminated(run_id, "FINISHED")
+    return Outcome("rollback", previous, champion, previous, None, run_id)
+
+
+def history(params: Params, client: MlflowClient | None = None) -> list[dict[str, Any]]:
+    """Every recorded decision and rollback, oldest first."""
+    client = client or MlflowClient()
+    experiment = client.get_experiment_by_name(params.promote.experiment)
+    if experiment is None:
+        return []
+    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"], max_results=10_000)
+    return [{"time": pd.Timestamp(run.info.start_time, unit="ms").strftime("%Y-%m-%d %H:%M:%S"),
+             "action": run.data.tags.get("mmops.action", "?"), "version": run.data.tags.get("mmops.challenger", "?"),
+             "champion_before": run.data.tags.get("mmops.champion_before", "?"),
+             "champion_after": run.data.tags.get("mmops.champion_after", "?"),
+             "reason": run.data.tags.get("mmops.reason", ""), "run_id": run.info.run_id} for run in runs]

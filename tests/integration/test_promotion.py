@@ -1,0 +1,88 @@
+"""The registry loop on the real MLflow store (SQLite in a temp project): the gate promotes or
+refuses with its reasons, rollback swaps back, history tells it all, and a failure between the
+alias moves leaves the champion as it was."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from mmops import stages
+from mmops.cli import main
+from mmops.config import Layout, PromoteParams, load_params
+from tests.integration.conftest import dvc, tracking_uri
+
+pytestmark = pytest.mark.slow
+NAME = "mmops-classifier"
+# The slice trains for 5 epochs on 72 samples: the floors are relaxed so each test decides on purpose.
+LENIENT = PromoteParams(min_macro_f1=0.0, min_margin_over_best_modality=-1.0, max_p95_latency_ms=60_000,
+                        bootstrap_resamples=200)
+
+
+@pytest.fixture(scope="module")
+def registry(project_template, tmp_path_factory):
+    project = Path(shutil.copytree(project_template, tmp_path_factory.mktemp("promo") / "p", symlinks=True))
+    assert dvc(project, "repro", check=False).returncode == 0
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(project)
+        patch.setenv("MLFLOW_TRACKING_URI", tracking_uri(project))
+        params = dataclasses.replace(load_params(project / "params.yaml"), promote=LENIENT)
+        yield project, params, Layout(project / "artifacts"), MlflowClient(tracking_uri(project))
+
+
+def _aliases(client):
+    return {alias: str(version) for alias, version in client.get_registered_model(NAME).aliases.items()}
+
+
+def test_promote_refuse_rollback_and_history(registry, capsys):
+    project, params, layout, client = registry
+    first = stages.promote(params)
+    assert first["action"] == "promote" and first["champion_before"] is None
+    assert any("no champion yet" in line for line in first["checks"])
+
+    stages.register(params, layout)  # v2: the same model again, so per sample it ties the champion
+    second = stages.promote(params)
+    assert second["action"] == "promote" and second["numbers"]["difference"] == 0
+    assert _aliases(client) == {"challenger": "2", "champion": "2", "previous": "1"}
+
+    stages.register(params, layout)  # v3, judged by a floor it cannot reach
+    strict = dataclasses.replace(params, promote=dataclasses.replace(LENIENT, min_macro_f1=1.01))
+    third = stages.promote(strict)
+    assert third["action"] == "refuse"
+    assert _aliases(client)["champion"] == "2"
+    tags = client.get_model_version(NAME, "3").tags
+    assert tags["mmops.gate.decision"] == "refuse" and "floor 1.010" in tags["mmops.gate.reason"]
+
+    back = stages.rollback(params)
+    assert (back["champion_before"], back["champion_after"]) == ("2", "1")
+    assert _aliases(client) == {"challenger": "3", "champion": "1", "previous": "2"}
+
+    assert main(["history", "--params", str(project / "params.yaml")]) == 0
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert [line.split()[2:4] for line in printed] == [
+        ["promote", "v1"], ["promote", "v2"], ["refuse", "v3"], ["rollback", "v1"]]
+    assert "champion none -> 1" in printed[0] and "champion 2 -> 2" in printed[2]
+
+
+def test_a_failure_between_the_alias_moves_leaves_the_champion_as_it_was(registry, monkeypatch):
+    project, params, layout, client = registry
+    stages.register(params, layout)
+    before = _aliases(client)
+    real = MlflowClient.set_registered_model_alias
+
+    def fail_on_champion(self, name, alias, version):
+        if alias == "champion" and str(version) == before["challenger"]:
+            raise ConnectionError("tracking server went away")
+        return real(self, name, alias, version)
+
+    monkeypatch.setattr(MlflowClient, "set_registered_model_alias", fail_on_champion)
+    with pytest.raises(ConnectionError):
+        stages.promote(params)
+    assert _aliases(client) == before  # champion and previous both untouched
+    [failed] = client.search_runs([client.get_experiment_by_name("mmops-promotions").experiment_id],
+                                  filter_string="tags.`mmops.action` = 'failed'")
+    assert "registry unchanged" in failed.data.tags["mmops.reason"]

@@ -1,0 +1,33 @@
+"""What registers: only a model its lineage can rebuild (committed code, params and data.dvc)."""
+
+import subprocess
+
+from mlflow import MlflowClient
+
+from mmops import stages
+from mmops.config import Layout
+from tests.conftest import TINY_LABELS, make_params
+
+
+def _git(repo, *args):
+    subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+
+
+def test_register_on_an_uncommitted_tree_records_why_and_registers_nothing(tmp_path, monkeypatch):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data.dvc").write_text("outs:\n- md5: abc123.dir\n  path: data\n")
+    (tmp_path / "params.yaml").write_text("train: {lr: 0.003}\n")
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "-c", "user.email=t@mmops.invalid", "-c", "user.name=t", "commit", "-q", "--allow-empty", "-m", "x")
+    _git(tmp_path, "add", "-A")
+    _git(tmp_path, "-c", "user.email=t@mmops.invalid", "-c", "user.name=t", "commit", "-q", "-m", "project")
+    (tmp_path / "params.yaml").write_text("train: {lr: 0.1}\n")  # what `dvc exp run -S train.lr=0.1` does
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    layout = Layout(tmp_path / "artifacts")
+    record = stages.register(make_params(tmp_path / "data", labels=TINY_LABELS), layout)
+    assert record["registered"] is False and "uncommitted changes" in record["reason"]
+    assert record["mmops.git_commit"].endswith("-dirty")
+    assert layout.registered.exists()
+    assert MlflowClient(uri).search_registered_models() == []
