@@ -66,3 +66,8 @@ def save_torch(path: Path, obj: Any) -> Path:
 def load_torch(path: Path) -> Any:
     """Load what `save_torch` wrote, never unpickling arbitrary objects."""
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def read_csv(path: Path) -> pd.DataFrame:
+    """A CSV a stage wrote, every value a string (empty stays empty, never NaN)."""
+    return pd.read_csv(path, dtype=str, keep_default_na=False)

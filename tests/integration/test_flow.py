@@ -56,4 +56,4 @@ def test_promotion_flow_runs_the_gate_as_one_task(project, prefect_server, monke
     result = promotion(params_path="lenient.yaml")
     assert result["action"] == "promote" and result["champion_after"] == "1"
     version = MlflowClient(tracking_uri(project)).get_model_version_by_alias("mmops-classifier", "champion")
-    assert version.version == "1" and version.tags["mmops.gate.decision"] == "promote"
+    assert str(version.version) == "1" and version.tags["mmops.gate.decision"] == "promote"

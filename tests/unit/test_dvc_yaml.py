@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from mmops.config import Layout
-from mmops.stages import STAGES
+from mmops.stages import MODULE_OF, STAGES
 from tests.conftest import REPO
 
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -56,7 +56,7 @@ def _imports(tree: ast.AST) -> set[str]:
 
 # Their function-local imports belong to one command or stage each, so only their module-level
 # imports are followed (the stage's own function is scanned by `_stage_files`).
-ENTRY_POINTS = {"mmops.cli", "mmops.stages"}
+ENTRY_POINTS = {"mmops.cli", "mmops.stages", *(f"mmops.stages.{m}" for m in set(MODULE_OF.values()))}
 
 
 def _top_level_imports(tree: ast.Module) -> set[str]:
@@ -80,16 +80,17 @@ def _closure(start: set[str]) -> set[Path]:
 
 
 def _stage_files(stage: str) -> set[Path]:
-    """What `mmops stage <stage>` runs: the CLI, stages.py's module-level imports, and the
-    imports inside that stage's function."""
-    tree = ast.parse((PACKAGE / "stages.py").read_text())
+    """What `mmops stage <stage>` runs: the CLI, the stage's module (its module-level imports),
+    and the imports inside that stage's function and the helpers it calls."""
+    module = f"mmops.stages.{MODULE_OF[stage]}"
+    tree = ast.parse(_module_file(module).read_text())
     [func] = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == stage]
     helpers = {n.id for n in ast.walk(func) if isinstance(n, ast.Name)}
     local = _imports(func)
     for node in tree.body:  # private helpers the stage calls
         if isinstance(node, ast.FunctionDef) and node.name in helpers:
             local |= _imports(node)
-    return _closure(local | ENTRY_POINTS)
+    return _closure(local | {"mmops.cli", "mmops.stages", module})
 
 
 def test_every_stage_calls_the_cli_stage_of_the_same_name():
@@ -138,7 +139,8 @@ def test_the_import_scan_sees_function_local_imports():
     # the scan itself must work, or the test above proves nothing
     files = {p.relative_to(PACKAGE).as_posix() for p in _stage_files("train")}
     assert {"training/train.py", "models/fusion/late.py", "modalities/image.py", "cli.py"} <= files
-    assert "training/train.py" not in {p.relative_to(PACKAGE).as_posix() for p in _stage_files("split")}
+    split = {p.relative_to(PACKAGE).as_posix() for p in _stage_files("split")}
+    assert "training/train.py" not in split and "stages/model.py" not in split and "stages/data.py" in split
 
 
 def test_the_data_folder_dvc_tracks_is_the_one_params_yaml_reads():
@@ -148,7 +150,7 @@ def test_the_data_folder_dvc_tracks_is_the_one_params_yaml_reads():
 
 
 def _stage_and_helpers(stage: str) -> list[ast.AST]:
-    tree = ast.parse((PACKAGE / "stages.py").read_text())
+    tree = ast.parse(_module_file(f"mmops.stages.{MODULE_OF[stage]}").read_text())
     functions = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
     found, todo = [], [stage]
     while todo:

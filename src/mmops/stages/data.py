@@ -1,0 +1,61 @@
+"""Data stages: validate, clean and split the raw manifest (params and the layout in, files out)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from mmops import artifacts
+from mmops.config import Layout, Params
+from mmops.data.clean import clean_manifest, hash_column
+from mmops.data.manifest import read_manifest, require_columns, source_names
+from mmops.data.split import SPLITS, assign_splits
+from mmops.modalities import build_modalities
+
+
+def _raw_manifest(params: Params) -> pd.DataFrame:
+    return read_manifest(params.data.manifest, source_names(params.data, params.modalities))
+
+
+def validate(params: Params, layout: Layout) -> dict[str, Any]:
+    """Run the Great Expectations suite on the raw manifest; write the result (JSON and a
+    readable HTML page); stop on violations."""
+    from mmops.data.validate import ValidationError, render_html, validate_manifest
+
+    frame = _raw_manifest(params)
+    report = validate_manifest(frame, params.data, build_modalities(params.modalities))
+    artifacts.write_json(layout.validation, report.to_dict())
+    artifacts.write_text(layout.validation_report, render_html(report, str(params.data.manifest)))
+    if not report.success:
+        listed = "\n  ".join(report.failures)
+        raise ValidationError(
+            f"{params.data.manifest} failed validation ({len(report.failures)} problem(s)):\n  {listed}\n"
+            f"(report: {layout.validation_report})"
+        )
+    return {"rows": len(frame), "success": True}
+
+
+def clean(params: Params, layout: Layout) -> dict[str, Any]:
+    """Keep usable rows, record every dropped row with its reason, and count them."""
+    frame = _raw_manifest(params)
+    require_columns(frame, params.data.manifest, source_names(params.data, params.modalities))
+    kept, rejects = clean_manifest(frame, params.data.root, params.data.labels, build_modalities(params.modalities))
+    summary = {
+        "rows": len(frame),
+        "kept": len(kept),
+        "rejected": len(rejects),
+        "rejected_by_reason": rejects["reason"].str.split(":").str[0].value_counts().to_dict(),
+    }
+    artifacts.write_csv(layout.clean_manifest, kept)
+    artifacts.write_csv(layout.rejects, rejects)
+    artifacts.write_json(layout.clean_metrics, summary)
+    return summary
+
+
+def split(params: Params, layout: Layout) -> dict[str, int]:
+    """Assign each cleaned sample to train/val/test by a hash of its group (identical media)."""
+    media = [hash_column(m.name) for m in build_modalities(params.modalities) if m.media]
+    frame = assign_splits(artifacts.read_csv(layout.clean_manifest), params.split, media)
+    artifacts.write_csv(layout.split_manifest, frame)
+    return {name: int((frame["split"] == name).sum()) for name in SPLITS}

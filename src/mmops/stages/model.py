@@ -1,0 +1,111 @@
+"""Model stages: featurize (the feature cache), train and evaluate."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pandas as pd
+import torch
+
+from mmops import artifacts
+from mmops.config import Layout, Params
+from mmops.data.manifest import ID, LABEL
+from mmops.data.split import SPLITS
+from mmops.device import feature_dtype, pick_device
+from mmops.features.cache import FeatureCache, check_encoders
+from mmops.modalities import build_modalities
+
+
+def featurize(params: Params, layout: Layout, device: str | None = None) -> dict[str, Any]:
+    """Encode every cleaned sample with each modality's frozen encoder into the feature cache,
+    with what identifies each encoder (name, package versions, input size, precision)."""
+    frame = artifacts.read_csv(layout.clean_manifest)  # not the split: features do not depend on it
+    dev = pick_device(device)
+    dtype = feature_dtype(params.featurize.precision, dev)
+    features, present, encoders = {}, {}, {}
+    for modality in build_modalities(params.modalities):
+        mask = torch.tensor([not modality.may_skip(v) for v in frame[modality.name]], dtype=torch.bool)
+        encode = modality.encoder(dev, dtype)
+        out = torch.zeros(len(frame), modality.feature_dim)  # an absent value's features are never used
+        if mask.any():
+            out[mask] = encode(list(frame.loc[mask.numpy(), modality.name]), batch_size=params.featurize.batch_size,
+                               load=lambda value, m=modality: m.load(value, params.data.root))
+        features[modality.name], present[modality.name] = out, mask
+        encoders[modality.name] = modality.identity(dtype)
+    FeatureCache(list(frame[ID]), features, present, encoders).save(layout.features)
+    return {"samples": len(frame), "dims": {m: t.shape[1] for m, t in features.items()},
+            "device": str(dev), "dtype": str(dtype).removeprefix("torch.")}
+
+
+def _features_by_split(params: Params, layout: Layout) -> tuple[FeatureCache, dict[str, dict[str, Any]], pd.DataFrame]:
+    """The cache, and per split its features, presence masks and label indices, aligned with
+    the split manifest's rows."""
+    frame = artifacts.read_csv(layout.split_manifest)
+    cache = FeatureCache.load(layout.features)
+    features, present = cache.align(list(frame[ID]), str(layout.features))
+    classes = list(params.data.labels)
+    labels = torch.tensor([classes.index(label) for label in frame[LABEL]])
+    by_split = {}
+    for name in SPLITS:
+        mask = torch.tensor((frame["split"] == name).to_numpy(), dtype=torch.bool)
+        if not mask.any():
+            raise ValueError(f"{layout.split_manifest}: the '{name}' split is empty; add data or change 'split' params")
+        by_split[name] = {"features": {m: t[mask] for m, t in features.items()},
+                          "present": {m: p[mask] for m, p in present.items()}, "target": labels[mask]}
+    return cache, by_split, frame
+
+
+def train(params: Params, layout: Layout, device: str | None = None) -> dict[str, Any]:
+    """Train the fusion model named by `train.fusion` on the train split (model selection on val)."""
+    from mmops.training.train import checkpoint, fit
+
+    cache, data, _ = _features_by_split(params, layout)
+    modalities = build_modalities(params.modalities)
+    # The cache must be what params.yaml and the installed encoders would make now; its
+    # precision is its own (it follows the device featurize ran on).
+    check_encoders(cache.encoders, {m.name: m.identity(torch.float32) for m in modalities},
+                   made_by=str(layout.features), expected_by="params.yaml and the installed encoders",
+                   ignore=("dtype",), remedy="re-encode with `dvc repro -f featurize`")
+    dev = pick_device(device)
+    tr, va = data["train"], data["val"]
+    result = fit(tr["features"], tr["target"], va["features"], va["target"], len(params.data.labels),
+                 params.train, dev, tr["present"], va["present"])
+    artifacts.save_torch(layout.model, checkpoint(
+        result, list(params.data.labels), encoders=cache.encoders,
+        modalities=[dataclasses.asdict(m) for m in params.modalities],
+    ))
+    artifacts.write_csv(layout.history, pd.DataFrame(result.history))
+    return {"best_epoch": result.best_epoch, "fusion": params.train.fusion, "device": str(dev)}
+
+
+def evaluate(params: Params, layout: Layout) -> dict[str, Any]:
+    """Score the fused model and each single modality on the test split."""
+    from mmops.evaluation.metrics import classification_metrics, confusion_rows
+    from mmops.training.train import model_from_checkpoint, predict
+
+    cache, data, frame = _features_by_split(params, layout)
+    ckpt = artifacts.load_torch(layout.model)
+    classes = list(params.data.labels)
+    if list(ckpt["classes"]) != classes:
+        raise ValueError(f"{layout.model} was trained for classes {list(ckpt['classes'])}, "
+                         f"but params.yaml 'data.labels' is {classes}; retrain")
+    check_encoders(cache.encoders, ckpt["encoders"], made_by=str(layout.features), expected_by=str(layout.model))
+    model = model_from_checkpoint(ckpt)
+    test = data["test"]
+    y = test["target"].numpy()
+    log_probs = predict(model, test["features"], torch.device("cpu"), test["present"])
+    # each modality alone is scored on the samples that have it; fused on all of them
+    rows = {name: test["present"].get(name, torch.ones(len(y), dtype=torch.bool)).numpy() for name in log_probs}
+    scores = {name: classification_metrics(y[rows[name]], lp.argmax(1).numpy()[rows[name]], len(classes))
+              for name, lp in log_probs.items() if rows[name].any()}  # a modality no test row has: no score
+    metrics = {"test": scores, "test_samples": int(len(y))}
+    fused = log_probs["fused"].argmax(1).numpy()
+    test_rows = frame[frame["split"] == "test"]
+    artifacts.write_json(layout.metrics, metrics)
+    artifacts.write_csv(layout.confusion, confusion_rows(y, fused, classes))
+    artifacts.write_csv(layout.predictions, pd.DataFrame({
+        ID: test_rows[ID].to_numpy(), LABEL: test_rows[LABEL].to_numpy(),
+        **{f"pred_{name}": [classes[i] for i in lp.argmax(1).tolist()] for name, lp in log_probs.items()},
+    }))
+    return metrics

@@ -1,0 +1,96 @@
+"""Release: register the trained model in MLflow, and the gate that promotes it (or rolls back)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mmops import artifacts
+from mmops.config import Layout, Params
+from mmops.modalities import build_modalities
+
+
+def dvc_file_of(params: Params) -> Path:
+    """The `.dvc` file that versions `data.root`; lineage quotes it, so it must exist."""
+    root = Path(params.data.root)
+    dvc_file = root.parent / f"{root.name}.dvc"
+    if not dvc_file.is_file():
+        raise ValueError(f"params.yaml 'data.root' ({root}) is not versioned by DVC: no {dvc_file}. "
+                         f"Run `dvc add {root}` so the model's lineage can name its data version")
+    return dvc_file
+
+
+def _committed(commit: str) -> bool:
+    return commit != "unknown" and not commit.endswith("-dirty")
+
+
+def register(params: Params, layout: Layout, *, stage: str = "register", flow_run_id: str | None = None) -> dict[str, Any]:
+    """Log the pipeline run to MLflow with its lineage and register the model (alias
+    `challenger`), unless `register.require_committed` and the tree has uncommitted changes:
+    then nothing is registered and the record says why."""
+    import mmops
+    from mmops.registry.lineage import lineage_tags
+    from mmops.registry.mlflow_registry import log_and_register
+
+    dvc_file = dvc_file_of(params)
+    tags = lineage_tags(dvc_file=dvc_file, params_digest=params.digest(), stage=stage, flow_run_id=flow_run_id)
+    if params.register.require_committed and not _committed(tags["mmops.git_commit"]):
+        record = {"registered": False, "reason": f"the tree has uncommitted changes (git status) or is not a git "
+                  f"repository ({tags['mmops.git_commit']}): commit them, then `mmops stage register`", **tags}
+        artifacts.write_json(layout.registered, record)
+        return record
+    modalities = build_modalities(params.modalities)
+    metrics = json.loads(layout.metrics.read_text())
+    flat = {f"test_{m}_{k}": v for m, scores in metrics["test"].items() for k, v in scores.items()}
+    example = artifacts.read_csv(layout.split_manifest).query("split == 'test'").head(2)
+    input_example = pd.DataFrame({m.name: [None if m.may_skip(v) else m.to_request(v, params.data.root)
+                                           for v in example[m.name]] for m in modalities})
+    registered = log_and_register(
+        model_name=params.register.model_name,
+        experiment=params.register.experiment,
+        alias=params.register.alias,
+        params=params.to_dict(),
+        metrics=flat,
+        history=pd.read_csv(layout.history),
+        tags=tags,
+        checkpoint=layout.model,
+        input_example=input_example,
+        modalities=[m.name for m in modalities],
+        encoder_packages=[p for m in modalities for p in m.encoders[m.spec.encoder].packages],
+        # the split manifest: the gate scores champion and challenger on this exact test split
+        artifacts=[layout.metrics, layout.confusion, layout.predictions, layout.validation,
+                   layout.validation_report, layout.rejects, layout.clean_metrics, layout.split_manifest],
+        code_dir=Path(mmops.__file__).parent,
+    )
+    record = {
+        "registered": True, "name": registered.name, "version": registered.version, "alias": registered.alias,
+        "uri": registered.uri, "run_id": registered.run_id, "experiment_id": registered.experiment_id,
+        "tracking_uri": registered.tracking_uri, **tags,
+    }
+    artifacts.write_json(layout.registered, record)
+    return record
+
+
+def promote(params: Params) -> dict[str, Any]:
+    """The gate: the current challenger against the current champion, on the challenger's own
+    test split; promote (champion -> challenger, previous -> old champion) or refuse, recorded."""
+    from mmops.registry.promotion import promote as run_gate
+
+    outcome = run_gate(params, dvc_file=dvc_file_of(params), classes=list(params.data.labels),
+                       modalities=build_modalities(params.modalities))
+    return {"action": outcome.action, "challenger": outcome.challenger, "champion_before": outcome.champion_before,
+            "champion_after": outcome.champion_after, "run_id": outcome.run_id,
+            "checks": outcome.decision.reasons if outcome.decision else [],
+            "numbers": outcome.decision.numbers if outcome.decision else {}}
+
+
+def rollback(params: Params) -> dict[str, Any]:
+    """Point `champion` back at the `previous` version (and `previous` at the one it replaced)."""
+    from mmops.registry.promotion import rollback as swap
+
+    outcome = swap(params)
+    return {"action": outcome.action, "champion_before": outcome.champion_before,
+            "champion_after": outcome.champion_after, "run_id": outcome.run_id}
