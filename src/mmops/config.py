@@ -282,5 +282,9 @@ class Layout:
         return self.root / "evaluate" / "predictions.csv"
 
     @property
+    def register_inputs(self) -> Path:
+        return self.root / "register" / "inputs.json"
+
+    @property
     def registered(self) -> Path:
         return self.root / "register" / "model_version.json"

@@ -37,6 +37,12 @@ def register(params: Params, layout: Layout, *, stage: str = "register", flow_ru
 
     dvc_file = dvc_file_of(params)
     tags = lineage_tags(dvc_file=dvc_file, params_digest=params.digest(), stage=stage, flow_run_id=flow_run_id)
+    # The stage's DVC output: the same inputs give the same bytes, so dvc.lock does not change,
+    # yet a fresh clone lacks it and DVC runs register there (the record below has run ids).
+    artifacts.write_json(layout.register_inputs, {
+        "model_name": params.register.model_name, "alias": params.register.alias,
+        "params_hash": tags["mmops.params_hash"], "data_md5": tags["mmops.data_md5"],
+    })
     if params.register.require_committed and not _committed(tags["mmops.git_commit"]):
         record = {"registered": False, "reason": f"the tree has uncommitted changes (git status) or is not a git "
                   f"repository ({tags['mmops.git_commit']}): commit them, then `mmops stage register`", **tags}
