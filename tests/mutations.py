@@ -25,8 +25,8 @@ REPO = Path(__file__).resolve().parents[1]
 MUTATIONS = {
     "serving ignores the missing-modality mask": (
         "src/mmops/serving/pyfunc.py",
-        "predict(self.model, features, self.device, present)",
-        "predict(self.model, features, self.device, None)",
+        "explain(self.model, features, masks, self.device)",
+        "explain(self.model, features, {m: torch.ones_like(p) for m, p in masks.items()}, self.device)",
     ),
     "features are not reordered to the split manifest's sample ids": (
         "src/mmops/features/cache.py",

@@ -111,6 +111,20 @@ class PromoteParams:
 
 
 @dataclass(frozen=True)
+class ServeParams:
+    """What the served model accepts in one request; stored with each registered model, which
+    enforces it."""
+
+    max_records: int = 256
+    max_value_bytes: int = 2_000_000  # one value as sent: a base64 image, a text
+    chunk_size: int = 32  # records decoded and encoded at a time, so memory stays flat
+
+    def __post_init__(self) -> None:
+        if min(self.max_records, self.max_value_bytes, self.chunk_size) < 1:
+            raise ValueError("params.yaml: serve needs max_records, max_value_bytes and chunk_size >= 1")
+
+
+@dataclass(frozen=True)
 class Params:
     data: DataParams
     modalities: tuple[ModalityParams, ...]
@@ -119,6 +133,7 @@ class Params:
     train: TrainParams = field(default_factory=TrainParams)
     register: RegisterParams = field(default_factory=RegisterParams)
     promote: PromoteParams = field(default_factory=PromoteParams)
+    serve: ServeParams = field(default_factory=ServeParams)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain, JSON-able form, shaped as params.yaml (paths as strings, tuples as lists)."""
@@ -155,7 +170,7 @@ def build_section(cls: type, raw: dict[str, Any] | None, section: str) -> Any:
 
 def params_from_dict(raw: dict[str, Any], base: Path = Path(".")) -> Params:
     """Build `Params` from the parsed YAML; relative data paths are resolved against `base`."""
-    sections = {"data", "modalities", "split", "featurize", "train", "register", "promote"}
+    sections = {"data", "modalities", "split", "featurize", "train", "register", "promote", "serve"}
     unknown = sorted(set(raw) - sections)
     if unknown:
         raise ValueError(f"params.yaml: unknown section(s): {', '.join(unknown)}")
@@ -184,6 +199,7 @@ def params_from_dict(raw: dict[str, Any], base: Path = Path(".")) -> Params:
         train=build_section(TrainParams, raw.get("train"), "train"),
         register=build_section(RegisterParams, raw.get("register"), "register"),
         promote=build_section(PromoteParams, raw.get("promote"), "promote"),
+        serve=build_section(ServeParams, raw.get("serve"), "serve"),
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import shutil
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from PIL import Image
 
 from tests.conftest import write_manifest
 from tests.integration.conftest import dvc, git, tracking_uri
@@ -83,6 +85,18 @@ def test_challenger_serves_raw_inputs_with_a_missing_modality(reproduced, monkey
     alone = model.predict(pd.DataFrame({"image": [image]}))
     assert alone.loc[0, "label"] == out.loc[2, "label"]
     assert alone.loc[0, "confidence"] == pytest.approx(out.loc[2, "confidence"], abs=1e-5)
+
+
+def test_the_registered_model_carries_and_enforces_the_serve_limits_from_params(reproduced, monkeypatch):
+    import mlflow
+
+    project, _ = reproduced
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri(project))
+    model = mlflow.pyfunc.load_model("models:/mmops-classifier@challenger")
+    serve = yaml.safe_load((project / "params.yaml").read_text())["serve"]
+    assert model.model_config == serve
+    with pytest.raises(mlflow.exceptions.MlflowException, match=f"at most {serve['max_records']} per request"):
+        model.predict(pd.DataFrame({"text": ["a"] * (serve["max_records"] + 1)}))
 
 
 def test_repro_stops_at_validate_naming_the_missing_column(project):
@@ -161,12 +175,32 @@ def test_challenger_is_served_over_http_by_mlflow(reproduced):
                 time.sleep(1)
         manifest = pd.read_csv(project / "data/metadata.csv", dtype=str)
         image = base64.b64encode((project / "data" / manifest.loc[0, "image"]).read_bytes()).decode()
-        status, answer = post({"columns": ["image", "text"], "data": [[image, manifest.loc[0, "text"]]]})
-        assert status == 200 and len(answer["predictions"]) == 1
-        status, answer = post({"columns": ["text"], "data": [["red apple"]]})
-        assert status == 200
-        status, answer = post({"columns": ["text"], "data": [[""]]})
-        assert status == 400 and "record(s) [0]: need at least one of 'image' or 'text'" in answer["message"]
+        labels = yaml.safe_load((project / "params.yaml").read_text())["data"]["labels"]
+        for columns, row in ((["image", "text"], [image, manifest.loc[0, "text"]]), (["image"], [image]),
+                             (["text"], ["red apple"])):
+            status, answer = post({"columns": columns, "data": [row]})
+            assert status == 200, answer
+            (record,) = answer["predictions"]
+            assert list(record["probabilities"]) == labels
+            assert sum(record["probabilities"].values()) == pytest.approx(1, abs=1e-5)
+            assert record["label"] == max(record["probabilities"], key=record["probabilities"].get)
+            assert record["modalities"] == columns and list(record["explanation"]) == columns
+            shares = [record["explanation"][m]["share"] for m in columns]
+            assert sum(shares) == pytest.approx(record["confidence"], abs=1e-5)  # late fusion: exact
+        buffer = io.BytesIO()
+        Image.new("RGB", (8, 8)).save(buffer, format="TIFF")
+        refused = [
+            ({"columns": ["text"], "data": [[""]]}, "record(s) [0]: need at least one of 'image' or 'text'"),
+            ({"columns": ["foo"], "data": [["x"]]}, "none of the model's columns: 'image' or 'text'"),
+            ({"columns": ["text"], "data": []}, "the request has no records"),
+            ({"columns": ["text"], "data": [[5]]}, "record 0: 'text': must be a string"),
+            ({"columns": ["image"], "data": [[base64.b64encode(buffer.getvalue()).decode()]]},
+             "record 0: 'image': unreadable image: not a PNG"),
+        ]
+        for records, reason in refused:
+            status, answer = post(records)
+            assert status == 400 and reason in answer["message"], (records, answer)
+            assert "stack_trace" not in answer and "Traceback" not in json.dumps(answer)
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -42,9 +42,9 @@ def _ckpt(params, path, *, dtype=torch.float32, encoders=None):
                                        modalities=specs))
 
 
-def _load(path) -> MultimodalClassifier:
+def _load(path, **limits) -> MultimodalClassifier:
     pyfunc = MultimodalClassifier()
-    pyfunc.load_context(SimpleNamespace(artifacts={"checkpoint": str(path)}))
+    pyfunc.load_context(SimpleNamespace(artifacts={"checkpoint": str(path)}, model_config=limits))
     return pyfunc
 
 
@@ -76,9 +76,105 @@ def test_a_record_with_one_modality_gets_exactly_that_modalitys_prediction(serve
     assert out["confidence"][0] == pytest.approx(float(mixed.max()), abs=1e-5)
 
 
+def test_the_answer_has_every_class_probability_the_modalities_used_and_their_own_predictions(served):
+    frame = pd.DataFrame({"image": [_png(), None], "text": ["red", "blue"]})
+    out = served.predict(None, frame)
+    features, masks = served.features(frame)
+    heads = predict(served.model, features, CPU, masks)
+    for i in range(2):
+        probabilities = out["probabilities"][i]
+        assert list(probabilities) == TINY_LABELS
+        fused = heads["fused"][i].exp()
+        assert list(probabilities.values()) == pytest.approx(fused.tolist(), abs=1e-6)
+        assert out["label"][i] == max(probabilities, key=probabilities.get)
+        assert out["confidence"][i] == pytest.approx(max(probabilities.values()), abs=1e-9)
+    assert out["modalities"].tolist() == [["image", "text"], ["text"]]
+    assert set(out["explanation"][1]) == {"text"}
+    for m in ("image", "text"):
+        own = heads[m][0].exp()
+        assert out["explanation"][0][m]["label"] == TINY_LABELS[int(own.argmax())]
+        assert out["explanation"][0][m]["probability"] == pytest.approx(float(own.max()), abs=1e-6)
+
+
+def test_the_explanation_splits_the_fused_probability_between_the_modalities(served):
+    out = served.predict(None, pd.DataFrame({"image": [_png(), None], "text": ["red", "blue"]}))
+    both, alone = out["explanation"]
+    assert both["image"]["share"] + both["text"]["share"] == pytest.approx(out["confidence"][0], abs=1e-6)
+    assert alone["text"]["share"] == pytest.approx(out["confidence"][1], abs=1e-6)
+
+
 def test_a_request_with_no_records_is_refused_with_a_reason(served):
     with pytest.raises(MlflowException, match="no records"):
         served.predict(None, pd.DataFrame({"image": [], "text": []}))
+
+
+def test_a_request_with_none_of_the_models_columns_is_refused_naming_them(served):
+    # what the pyfunc receives once MLflow has dropped the columns its signature does not name
+    with pytest.raises(MlflowException, match="none of the model's columns: 'image' or 'text'"):
+        served.predict(None, pd.DataFrame())
+
+
+def test_a_request_over_the_record_limit_is_refused(tmp_path, served):
+    from tests.conftest import make_params
+
+    params = _tiny_image_params(make_params(tmp_path / "data", labels=TINY_LABELS))
+    capped = _load(_ckpt(params, tmp_path / "model.pt"), max_records=3)
+    assert len(capped.predict(None, pd.DataFrame({"text": ["a"] * 3}))) == 3
+    with pytest.raises(MlflowException, match="the request has 4 records; at most 3 per request"):
+        capped.predict(None, pd.DataFrame({"text": ["a"] * 4}))
+
+
+def test_a_value_over_the_size_limit_is_refused_by_record_before_decoding(tmp_path):
+    from tests.conftest import make_params
+
+    params = _tiny_image_params(make_params(tmp_path / "data", labels=TINY_LABELS))
+    capped = _load(_ckpt(params, tmp_path / "model.pt"), max_value_bytes=100)
+    with pytest.raises(MlflowException, match=r"record 1: 'text': 101 bytes exceeds the limit of 100"):
+        capped.predict(None, pd.DataFrame({"text": ["short", "x" * 101]}))
+    with pytest.raises(MlflowException, match=r"record 0: 'image': \d+ bytes exceeds"):
+        capped.predict(None, pd.DataFrame({"image": [_png()]}))
+
+
+def test_records_are_decoded_and_encoded_in_bounded_chunks_with_the_same_answer(tmp_path, served):
+    from tests.conftest import make_params
+
+    params = _tiny_image_params(make_params(tmp_path / "data", labels=TINY_LABELS))
+    chunked = _load(_ckpt(params, tmp_path / "model.pt"), chunk_size=2)
+    seen = []
+    encode = chunked.encoders["image"]
+    chunked.encoders["image"] = lambda images, **kw: seen.append(len(images)) or encode(images, **kw)
+    frame = pd.DataFrame({"image": [_png(color=(40 * i, 0, 0, 255)) for i in range(5)], "text": list("abcde")})
+    out = chunked.predict(None, frame)
+    assert seen == [2, 2, 1]
+    pd.testing.assert_frame_equal(out, served.predict(None, frame))
+
+
+@pytest.mark.parametrize("value", [5, 2.5, ["a list"]])
+def test_a_text_that_is_not_a_string_is_refused_not_treated_as_missing(served, value):
+    with pytest.raises(MlflowException, match="record 0: 'text': must be a string"):
+        served.predict(None, pd.DataFrame({"text": [value], "image": [_png()]}))
+
+
+def test_an_image_format_outside_the_allowlist_is_refused_by_record(served):
+    buffer = io.BytesIO()
+    Image.new("RGB", (20, 20)).save(buffer, format="TIFF")
+    tiff = base64.b64encode(buffer.getvalue()).decode()
+    with pytest.raises(MlflowException, match="record 0: 'image': unreadable image: not a PNG, JPEG"):
+        served.predict(None, pd.DataFrame({"image": [tiff]}))
+
+
+def test_an_unexpected_failure_is_a_plain_internal_error_without_a_stack_trace(tmp_path, monkeypatch):
+    from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, ErrorCode
+    from tests.conftest import make_params
+
+    params = _tiny_image_params(make_params(tmp_path / "data", labels=TINY_LABELS))
+    broken = _load(_ckpt(params, tmp_path / "model.pt"))
+    monkeypatch.setattr(broken, "model", None)  # anything that is not bad input
+    with pytest.raises(MlflowException) as failed:
+        broken.predict(None, pd.DataFrame({"text": ["a"]}))
+    assert failed.value.error_code == ErrorCode.Name(INTERNAL_ERROR)
+    assert "internal error" in failed.value.message and "Traceback" not in failed.value.serialize_as_json()
+    assert "stack_trace" not in failed.value.serialize_as_json()
 
 
 def test_a_column_may_be_left_out_entirely(served):

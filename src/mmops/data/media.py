@@ -14,19 +14,33 @@ class MediaError(ValueError):
     """A media file cannot be used; the message reads `<kind>: <detail>`."""
 
 
+# What the encoder is trained and served on. Anything else is refused rather than converted on
+# a guess: CMYK and 16-bit samples would be squashed into 8-bit RGB, TIFF/ICO carry several
+# images, and an animated image is many frames where the model sees one.
+FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
+MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA")
+
+
 def decode_image(data: bytes, max_pixels: int) -> Image.Image:
-    """Fully decode an image from its bytes. Refuses decompression bombs from the header alone,
-    before decoding, and truncated or non-image data."""
+    """Fully decode an image from its bytes. Refuses, from the header alone and before decoding:
+    formats outside `FORMATS`, decompression bombs, pixel modes outside `MODES` and animations;
+    then truncated or corrupt data. Messages name the problem, never PIL's internals."""
     try:
-        image = Image.open(io.BytesIO(data))
-        width, height = image.size
-        if width * height > max_pixels:
-            raise MediaError(f"decompression bomb: {width}x{height} pixels exceeds {max_pixels}")
-        image.load()
-    except MediaError:
-        raise
+        # only the allowed formats' parsers ever see the bytes
+        image = Image.open(io.BytesIO(data), formats=FORMATS)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise MediaError(f"unreadable image: {err}") from err
+        raise MediaError(f"unreadable image: not a {', '.join(FORMATS[:-1])} or {FORMATS[-1]} image") from err
+    width, height = image.size
+    if width * height > max_pixels:
+        raise MediaError(f"decompression bomb: {width}x{height} pixels exceeds {max_pixels}")
+    if image.mode not in MODES:
+        raise MediaError(f"unsupported image: pixel mode {image.mode} (accepted: {', '.join(MODES)})")
+    if getattr(image, "is_animated", False):
+        raise MediaError(f"unsupported image: animated {image.format} ({image.n_frames} frames)")
+    try:
+        image.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise MediaError(f"unreadable image: truncated or corrupt {image.format} data") from err
     return image
 
 

@@ -16,6 +16,7 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
+from mlflow.types.schema import Array, Map, Object, Property
 
 # What the served model imports besides its encoders' packages (which each modality names);
 # all pinned to the versions it was trained with.
@@ -38,9 +39,17 @@ class RegisteredModel:
 
 def signature(modalities: list[str]) -> ModelSignature:
     """Raw inputs, one string column per modality (media as base64), each optional per
-    request; a label and its probability out."""
+    request; out, the answer `mmops.serving.explain.answers` builds."""
     inputs = Schema([ColSpec("string", name, required=False) for name in modalities])
-    outputs = Schema([ColSpec("string", "label"), ColSpec("double", "confidence")])
+    own = Object([Property("label", "string"), Property("probability", "double"),
+                  Property("share", "double", required=False)])
+    outputs = Schema([
+        ColSpec("string", "label"),
+        ColSpec("double", "confidence"),
+        ColSpec(Map("double"), "probabilities"),
+        ColSpec(Array("string"), "modalities"),
+        ColSpec(Map(own), "explanation"),
+    ])
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 
@@ -70,6 +79,7 @@ def log_and_register(
     encoder_packages: list[str],
     artifacts: list[Path],
     code_dir: Path,
+    model_config: dict[str, Any],
 ) -> RegisteredModel:
     """Log a run (params, metrics, training curves, artifacts, lineage tags), log the pyfunc
     model, register it as a new version of `model_name` and point `alias` at it."""
@@ -89,6 +99,7 @@ def log_and_register(
             name="model",
             python_model=pyfunc.MODEL_CODE,  # models-from-code: nothing is pickled
             artifacts={"checkpoint": str(checkpoint)},
+            model_config=model_config,  # what the served model reads at load (its request limits)
             code_paths=[str(code_dir)],
             signature=signature(modalities),
             input_example=input_example,

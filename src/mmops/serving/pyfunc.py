@@ -4,6 +4,7 @@ as base64, text as is) and makes its own features, exactly as the pipeline made 
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -11,19 +12,21 @@ import mlflow.pyfunc
 import pandas as pd
 import torch
 from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE
 
 from mmops.artifacts import load_torch
-from mmops.config import ModalityParams
+from mmops.config import ModalityParams, ServeParams
 from mmops.device import feature_dtype, pick_device
 from mmops.features.cache import check_encoders
-from mmops.models.fusion import FUSED
 from mmops.modalities import build_modalities
-from mmops.training.train import model_from_checkpoint, predict
+from mmops.modalities.base import present
+from mmops.serving.explain import answers, explain
+from mmops.training.train import model_from_checkpoint
 
 # The file MLflow runs to get the model (models-from-code), logged with the package beside it.
 MODEL_CODE = str(Path(__file__).with_name("model_code.py"))
-BATCH = 64
+
+_log = logging.getLogger(__name__)
 
 
 def _bad_input(message: str) -> MlflowException:
@@ -33,10 +36,13 @@ def _bad_input(message: str) -> MlflowException:
 
 
 class MultimodalClassifier(mlflow.pyfunc.PythonModel):
-    """Raw modalities -> label; any modality may be missing from a record, not all of them."""
+    """Raw modalities -> label, class probabilities and an explanation by modality; any
+    modality may be missing from a record, not all of them."""
 
     def load_context(self, context: Any) -> None:
         ckpt = load_torch(context.artifacts["checkpoint"])
+        # the limits `register` stored with the model (params.yaml `serve:`)
+        self.limits = ServeParams(**(getattr(context, "model_config", None) or {}))
         self.device = pick_device()
         self.classes = list(ckpt["classes"])
         self.modalities = build_modalities(ModalityParams(**spec) for spec in ckpt["modalities"])
@@ -50,36 +56,68 @@ class MultimodalClassifier(mlflow.pyfunc.PythonModel):
             check_encoders({m.name: ckpt["encoders"][m.name]}, {m.name: m.identity(dtype)},
                            made_by="the model's training features", expected_by="this serving environment")
 
-    def features(self, frame: pd.DataFrame) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """Features and presence masks of the records in `frame` (one column per modality)."""
-        n = len(frame)
-        if n == 0:
+    def _check(self, frame: pd.DataFrame) -> None:
+        """Refuse a request as a whole before any decoding: no known column, no records, too
+        many records, an oversized value, a record with no modality."""
+        names = [m.name for m in self.modalities]
+        wanted = " or ".join(f"'{n}'" for n in names)
+        if not set(names) & set(frame.columns):
+            # MLflow drops columns the signature does not name before the model sees them
+            raise _bad_input(f"the request has none of the model's columns: {wanted} (other columns are ignored)")
+        if len(frame) == 0:
             raise _bad_input("the request has no records")
-        features, present = {}, {}
+        if len(frame) > self.limits.max_records:
+            raise _bad_input(f"the request has {len(frame)} records; at most {self.limits.max_records} "
+                             "per request: send it in parts")
+        empty = []
+        for i, row in enumerate(frame.reindex(columns=names).itertuples(index=False)):
+            for name, value in zip(names, row):
+                size = len(value.encode()) if isinstance(value, str) else 0
+                if size > self.limits.max_value_bytes:
+                    raise _bad_input(f"record {i}: '{name}': {size} bytes exceeds the limit of "
+                                     f"{self.limits.max_value_bytes}")
+            if not any(map(present, row)):
+                empty.append(i)
+        if empty:
+            raise _bad_input(f"record(s) {empty}: need at least one of {wanted}")
+
+    def _encode(self, chunk: pd.DataFrame, first: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        features, masks = {}, {}
         for m in self.modalities:
-            values = frame[m.name] if m.name in frame.columns else [None] * n
+            values = chunk[m.name] if m.name in chunk.columns else [None] * len(chunk)
             decoded = []
-            for i, value in enumerate(values):
+            for i, value in enumerate(values, start=first):
                 try:
                     decoded.append(m.from_request(value))
                 except ValueError as err:
                     raise _bad_input(f"record {i}: '{m.name}': {err}") from err
             mask = torch.tensor([d is not None for d in decoded], dtype=torch.bool)
-            out = torch.zeros(n, m.feature_dim)
+            out = torch.zeros(len(chunk), m.feature_dim)
             if mask.any():
-                out[mask] = self.encoders[m.name]([d for d in decoded if d is not None], batch_size=BATCH)
-            features[m.name], present[m.name] = out, mask
-        empty = (~torch.stack(list(present.values())).any(0)).nonzero().flatten().tolist()
-        if empty:
-            wanted = " or ".join(f"'{m.name}'" for m in self.modalities)
-            raise _bad_input(f"record(s) {empty}: need at least one of {wanted}")
-        return features, present
+                kept = [d for d in decoded if d is not None]
+                out[mask] = self.encoders[m.name](kept, batch_size=len(kept))
+            features[m.name], masks[m.name] = out, mask
+        return features, masks
+
+    def features(self, frame: pd.DataFrame) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Features and presence masks of the records in `frame` (one column per modality),
+        decoded and encoded `serve.chunk_size` records at a time so memory stays flat."""
+        self._check(frame)
+        step = self.limits.chunk_size
+        parts = [self._encode(frame.iloc[start:start + step], start) for start in range(0, len(frame), step)]
+        features = {m.name: torch.cat([f[m.name] for f, _ in parts]) for m in self.modalities}
+        masks = {m.name: torch.cat([mask[m.name] for _, mask in parts]) for m in self.modalities}
+        return features, masks
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
-        features, present = self.features(pd.DataFrame(model_input))
-        log_probs = predict(self.model, features, self.device, present)[FUSED]
-        confidence, index = log_probs.exp().max(dim=1)
-        return pd.DataFrame({
-            "label": [self.classes[i] for i in index.tolist()],
-            "confidence": confidence.tolist(),
-        })
+        try:
+            features, masks = self.features(pd.DataFrame(model_input))
+            return answers(explain(self.model, features, masks, self.device), self.classes)
+        except MlflowException:
+            raise
+        except Exception as err:
+            # No answer ever carries a stack trace (MLflow attaches one to any other error):
+            # the details go to the server's log, the caller gets a plain 500.
+            _log.exception("scoring failed")
+            raise MlflowException("internal error while scoring the request; the server log has the details",
+                                  error_code=INTERNAL_ERROR) from err

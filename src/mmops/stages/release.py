@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,7 @@ def register(params: Params, layout: Layout, *, stage: str = "register", flow_ru
         artifacts=[layout.metrics, layout.confusion, layout.predictions, layout.validation,
                    layout.validation_report, layout.rejects, layout.clean_metrics, layout.split_manifest],
         code_dir=Path(mmops.__file__).parent,
+        model_config=dataclasses.asdict(params.serve),
     )
     record = {
         "registered": True, "name": registered.name, "version": registered.version, "alias": registered.alias,

@@ -72,3 +72,45 @@ def test_the_weight_grid_covers_the_simplex_for_any_number_of_modalities():
     grid = simplex_grid(3, steps=4)
     assert len(grid) == 15 and torch.allclose(grid.sum(1), torch.ones(15))
     assert any(torch.equal(row, torch.tensor([0.0, 0.0, 1.0])) for row in grid)
+
+
+def _explained(model, features, present):
+    model.eval()
+    with torch.no_grad():
+        outputs = model(features, present)
+    chosen = outputs["fused"].argmax(1)
+    return outputs, chosen
+
+
+def test_late_fusion_shares_are_weight_times_probability_and_sum_to_the_fused_one():
+    torch.manual_seed(0)
+    model = build_fusion("late", {"image": 4, "text": 3}, 5, hidden_dim=0, dropout=0.0)
+    model.fusion_weights.copy_(torch.tensor([0.3, 0.7]))
+    features = {"image": torch.randn(3, 4), "text": torch.randn(3, 3)}
+    present = {"image": torch.tensor([True, True, False]), "text": torch.tensor([True, False, True])}
+    outputs, chosen = _explained(model, features, present)
+    shares = model.contributions(features, present, outputs, chosen)
+    fused = outputs["fused"].exp()[torch.arange(3), chosen]
+    assert shares["image"][0] == pytest.approx(0.3 * float(outputs["image"][0, chosen[0]].exp()), abs=1e-6)
+    assert float(shares["image"][0] + shares["text"][0]) == pytest.approx(float(fused[0]), abs=1e-6)
+    # alone, a modality carries the whole of it; absent, it has no share
+    assert float(shares["image"][1]) == pytest.approx(float(fused[1]), abs=1e-6)
+    assert torch.isnan(shares["text"][1]) and torch.isnan(shares["image"][2])
+
+
+def test_any_fusion_can_explain_by_leaving_each_modality_out():
+    torch.manual_seed(1)
+    model = build_fusion("late", {"image": 4, "text": 3}, 5, hidden_dim=0, dropout=0.0)
+    features = {"image": torch.randn(2, 4), "text": torch.randn(2, 3)}
+    present = {"image": torch.tensor([True, True]), "text": torch.tensor([True, False])}
+    outputs, chosen = _explained(model, features, present)
+    shares = FusionModel.contributions(model, features, present, outputs, chosen)  # the generic rule
+    fused = outputs["fused"].exp()
+    text_only = model(features, {"image": torch.tensor([False, False]), "text": torch.tensor([True, True])})["fused"].exp()
+    image_only = model(features, {"image": torch.tensor([True, True]), "text": torch.tensor([False, False])})["fused"].exp()
+    c = chosen.tolist()
+    assert float(shares["image"][0]) == pytest.approx(float(fused[0, c[0]] - text_only[0, c[0]]), abs=1e-6)
+    assert float(shares["text"][0]) == pytest.approx(float(fused[0, c[0]] - image_only[0, c[0]]), abs=1e-6)
+    # the only modality of a record: measured against knowing nothing (uniform over 5 classes)
+    assert float(shares["image"][1]) == pytest.approx(float(fused[1, c[1]]) - 1 / 5, abs=1e-6)
+    assert torch.isnan(shares["text"][1])

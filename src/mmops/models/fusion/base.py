@@ -45,6 +45,28 @@ class FusionModel(nn.Module, ABC):
     def fit_on_validation(self, outputs: dict[str, torch.Tensor], target: torch.Tensor, present: Mask) -> None:
         """Fit post-training parameters on validation outputs (never on test)."""
 
+    @torch.no_grad()
+    def contributions(self, features: Features, present: Mask, outputs: dict[str, torch.Tensor],
+                      chosen: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Each modality's share (N,) in the fused probability of class `chosen` per sample, NaN
+        where that modality is absent. Any fusion: how much that probability drops when the
+        modality is left out (to the uniform 1/C when no modality would be left). A method
+        whose fused prediction decomposes exactly overrides this."""
+        chosen, present = chosen.cpu(), {m: p.cpu() for m, p in present.items()}
+        fused = outputs[FUSED].exp().cpu()[torch.arange(len(chosen)), chosen]
+        device = next(self.parameters()).device
+        shares = {}
+        for m in self.modalities:
+            without = {k: p if k != m else torch.zeros_like(p) for k, p in present.items()}
+            left = torch.stack(list(without.values())).any(0)  # samples with another modality
+            kept = torch.full_like(fused, 1.0 / self.num_classes)
+            if bool(left.any()):
+                part = {k: t.cpu()[left].to(device) for k, t in features.items()}
+                log_probs = self(part, {k: p[left].to(device) for k, p in without.items()})[FUSED]
+                kept[left] = log_probs.float().exp().cpu()[torch.arange(int(left.sum())), chosen[left]]
+            shares[m] = torch.where(present[m], fused - kept, torch.nan)
+        return shares
+
     @abstractmethod
     def arguments(self) -> dict[str, Any]:
         """The keyword arguments (besides dims and classes) that rebuild this architecture."""

@@ -79,6 +79,17 @@ class LateFusion(FusionModel):
         log_w = log_w - torch.logsumexp(log_w, dim=1, keepdim=True)
         return torch.logsumexp(stacked + log_w.unsqueeze(-1), dim=1)
 
+    def contributions(self, features: Features, present: Mask, outputs: dict[str, torch.Tensor],
+                      chosen: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Exact for a mixture: each present modality's weight (renormalised over the modalities
+        present) times its probability of the chosen class; the shares sum to the fused one."""
+        mask = torch.stack([present[m].cpu() for m in self.modalities], dim=1).float()  # (N, M)
+        weights = self.fusion_weights.cpu() * mask
+        weights = weights / weights.sum(1, keepdim=True)
+        rows = torch.arange(len(chosen))
+        return {m: torch.where(mask[:, i].bool(), weights[:, i] * outputs[m].exp()[rows, chosen], torch.nan)
+                for i, m in enumerate(self.modalities)}
+
     def loss(self, outputs: dict[str, torch.Tensor], target: torch.Tensor, present: Mask) -> torch.Tensor:
         """Each head learns from its own loss, on the samples that have its modality."""
         losses = [F.nll_loss(outputs[m][present[m]], target[present[m]])
