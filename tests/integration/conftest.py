@@ -64,3 +64,12 @@ def project_template(sample_dir, tmp_path_factory) -> Path:
 def project(project_template, tmp_path) -> Path:
     """A fresh copy of the template project (git history and DVC state included)."""
     return Path(shutil.copytree(project_template, tmp_path / "project", symlinks=True))
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    """A real, temporary Prefect server (SQLite) for the whole session's flows."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield

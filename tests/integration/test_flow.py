@@ -11,14 +11,6 @@ from tests.integration.conftest import tracking_uri
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="session")
-def prefect_server():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=180):
-        yield
-
-
 def test_flow_runs_the_pipeline_and_tags_the_flow_run(project, prefect_server, monkeypatch):
     from mlflow import MlflowClient
 
