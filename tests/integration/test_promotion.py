@@ -9,12 +9,13 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 from mlflow import MlflowClient
 
 from mmops import stages
 from mmops.cli import main
 from mmops.config import Layout, PromoteParams, load_params
-from tests.integration.conftest import dvc, tracking_uri
+from tests.integration.conftest import dvc, git, tracking_uri
 
 pytestmark = pytest.mark.slow
 NAME = "mmops-classifier"
@@ -26,6 +27,11 @@ LENIENT = PromoteParams(min_macro_f1=0.0, min_margin_over_best_modality=-1.0, ma
 @pytest.fixture(scope="module")
 def registry(project_template, tmp_path_factory):
     project = Path(shutil.copytree(project_template, tmp_path_factory.mktemp("promo") / "p", symlinks=True))
+    # a model that takes 4 records per request: the gate must score the test split in parts
+    raw = yaml.safe_load((project / "params.yaml").read_text())
+    raw["serve"]["max_records"] = 4
+    (project / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    git(project, "commit", "-qam", "serve 4 records per request")
     assert dvc(project, "repro", check=False).returncode == 0
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(project)

@@ -67,9 +67,13 @@ def score_version(uri: str, version: str, requests: pd.DataFrame, target: np.nda
     preprocessing): all modalities, then each alone; and its one-record p95 latency."""
     model = mlflow.pyfunc.load_model(uri)
     index = {c: i for i, c in enumerate(classes)}
+    # the model may cap the records per request (params.yaml `serve.max_records`): send parts
+    step = int((model.model_config or {}).get("max_records") or max(len(requests), 1))
 
     def labels(frame: pd.DataFrame) -> np.ndarray:
-        return np.array([index.get(label, -1) for label in model.predict(frame)["label"]])
+        parts = [model.predict(frame.iloc[i:i + step].reset_index(drop=True))["label"]
+                 for i in range(0, len(frame), step)]
+        return np.array([index.get(label, -1) for label in pd.concat(parts)])
 
     fused = labels(requests)
     alone = {}
