@@ -5,7 +5,10 @@ registry itself: tags on the versions and one run per decision in an experiment 
 
 from __future__ import annotations
 
-import time
+import pickle
+import subprocess
+import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +28,7 @@ from mmops.registry.gate import Decision, Evaluation, decide
 
 SPLIT_ARTIFACT = "pipeline/split/manifest.csv"  # logged by the register stage
 LATENCY_RECORDS = 30
+SCORING_SCRIPT = Path(__file__).with_name("own_code_scoring.py")
 
 
 @dataclass(frozen=True)
@@ -63,33 +67,31 @@ def requests_for(frame: pd.DataFrame, modalities: Sequence[Modality], root: Path
 
 def score_version(uri: str, version: str, requests: pd.DataFrame, target: np.ndarray,
                   classes: list[str]) -> Evaluation:
-    """Per-sample predictions of a registered model through its own pyfunc (its own
-    preprocessing): all modalities, then each alone; and its one-record p95 latency."""
-    model = mlflow.pyfunc.load_model(uri)
+    """Per-sample predictions of a registered model through its own pyfunc, run with its own
+    logged code in a process of its own (`own_code_scoring.py`): all modalities, then each
+    alone; and its one-record p95 latency."""
     index = {c: i for i, c in enumerate(classes)}
-    # the model may cap the records per request (params.yaml `serve.max_records`): send parts
-    step = int((model.model_config or {}).get("max_records") or max(len(requests), 1))
+    alone = {column: requests[column].map(present).to_numpy() for column in requests.columns}
+    with tempfile.TemporaryDirectory() as tmp:
+        job, out = Path(tmp) / "job.pkl", Path(tmp) / "out.pkl"
+        job.write_bytes(pickle.dumps({"requests": requests, "alone": alone, "latency_records": LATENCY_RECORDS}))
+        # -P: the script's folder stays off sys.path, so nothing of today's mmops is importable by accident
+        done = subprocess.run([sys.executable, "-P", str(SCORING_SCRIPT), uri, str(job), str(out)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+            raise RuntimeError(f"scoring {uri} with its own code failed: {last}")
+        scored = pickle.loads(out.read_bytes())
 
-    def labels(frame: pd.DataFrame) -> np.ndarray:
-        parts = [model.predict(frame.iloc[i:i + step].reset_index(drop=True))["label"]
-                 for i in range(0, len(frame), step)]
-        return np.array([index.get(label, -1) for label in pd.concat(parts)])
+    def indices(labels: list[str]) -> np.ndarray:
+        return np.array([index.get(label, -1) for label in labels], dtype=int)
 
-    fused = labels(requests)
-    alone = {}
-    for column in requests.columns:
-        rows = requests[column].map(present).to_numpy()
-        out = np.full(len(requests), -1)
-        if rows.any():
-            out[rows] = labels(requests.loc[rows, [column]].reset_index(drop=True))
-        alone[column] = out
-    timings = []
-    for i in range(min(LATENCY_RECORDS, len(requests)) + 3):  # the first few warm up
-        start = time.perf_counter()
-        model.predict(requests.iloc[[i % len(requests)]].reset_index(drop=True))
-        timings.append((time.perf_counter() - start) * 1000)
-    return Evaluation(version=version, target=target, fused=fused, modalities=alone,
-                      p95_latency_ms=float(np.percentile(timings[3:], 95)))
+    modalities = {}
+    for column, rows in alone.items():
+        modalities[column] = np.full(len(requests), -1)
+        modalities[column][rows] = indices(scored["alone"][column])
+    return Evaluation(version=version, target=target, fused=indices(scored["fused"]), modalities=modalities,
+                      p95_latency_ms=float(np.percentile(scored["timings_ms"], 95)))
 
 
 def _move_aliases(client: MlflowClient, name: str, moves: list[tuple[str, str | None]]) -> None:
