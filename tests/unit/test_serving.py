@@ -247,3 +247,17 @@ def test_serving_makes_the_pipelines_features_and_prediction_for_the_same_inputs
     out = served.predict(None, request)
     assert out["label"].tolist() == [TINY_LABELS[i] for i in expected.indices.tolist()]
     assert torch.allclose(torch.tensor(out["confidence"].to_numpy(), dtype=torch.float32), expected.values, atol=1e-5)
+
+
+def test_a_small_request_is_scored_on_one_thread_and_the_thread_count_is_restored(served, monkeypatch):
+    used, before = [], torch.get_num_threads()
+    encode = served.encoders["text"]
+    monkeypatch.setattr(served, "threads", 2)
+    served.encoders["text"] = lambda texts, **kw: used.append(torch.get_num_threads()) or encode(texts, **kw)
+    try:
+        served.predict(None, pd.DataFrame({"text": ["a"]}))
+        served.predict(None, pd.DataFrame({"text": ["a"] * 16}))
+        assert used == [1, 2] and torch.get_num_threads() == 2
+    finally:
+        served.encoders["text"] = encode
+        torch.set_num_threads(before)
