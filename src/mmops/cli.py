@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -89,6 +91,49 @@ def _history(args: argparse.Namespace) -> int:
     return 0
 
 
+def _version(client: Any, name: str, ref: str) -> str:
+    """A version number, or the version an alias points to."""
+    return ref if ref.isdigit() else str(client.get_model_version_by_alias(name, ref).version)
+
+
+def _lineage(args: argparse.Namespace) -> int:
+    from mlflow import MlflowClient
+
+    from mmops.registry.lineage import rebuild_commands, version_lineage
+
+    client, name = MlflowClient(), load_params(args.params).register.model_name
+    info = version_lineage(client, name, _version(client, name, args.version))
+    when = datetime.fromtimestamp(info["registered"] / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    made_by = f"Prefect flow run {info['flow_run']}" if info["flow_run"] != "none" else f"DVC stage {info['stage']}"
+    validation = info["validation"]
+    print(f"{name} v{info['version']}  registered {when}  run {info['run_id']}"
+          + (f"  aliases: {', '.join(info['aliases'])}" if info["aliases"] else ""))
+    print(f"  commit       {info['commit']}")
+    print(f"  data         md5 {info['data_md5']} (workspace matched data.dvc: {info['data_matched_dvc_file']})")
+    print(f"  params hash  {info['params_hash']} (every value is logged as the run's params)")
+    print(f"  produced by  {made_by}")
+    print(f"  validation   {'passed' if validation['success'] else 'FAILED' if validation['success'] is False else 'not logged'}"
+          f", {validation['failures']} failure(s); cleaning kept {info['cleaning'].get('kept', '?')} of "
+          f"{info['cleaning'].get('rows', '?')} rows")
+    print("Rebuild it (in a clone of this repository):")
+    for command in rebuild_commands(info):
+        print(f"  {command}")
+    return 0
+
+
+def _card(args: argparse.Namespace) -> int:
+    from mlflow import MlflowClient
+
+    from mmops.registry.card import publish
+
+    client, name = MlflowClient(), load_params(args.params).register.model_name
+    version = _version(client, name, args.version)
+    local = Path(args.out or f"artifacts/cards/{name}-v{version}.html")
+    uri = publish(client, name, version, local_copy=local)
+    print(f"model card of {name} v{version}: {local} (open it in a browser); logged as {uri}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmops", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -116,6 +161,18 @@ def build_parser() -> argparse.ArgumentParser:
         command = sub.add_parser(name, help=text)
         command.add_argument("--params", default="params.yaml")
         command.set_defaults(func=func)
+
+    lineage = sub.add_parser("lineage", help="what produced a registered version, and the commands that rebuild it")
+    lineage.add_argument("version", help="a version number or an alias (champion, challenger, ...)")
+    lineage.add_argument("--params", default="params.yaml")
+    lineage.set_defaults(func=_lineage)
+
+    card = sub.add_parser("card", help="(re)build a version's model card: logged to its run, and a local copy")
+    card.add_argument("version", help="a version number or an alias (champion, challenger, ...)")
+    card.add_argument("--out", default=None, help="where to write the local copy "
+                      "(default artifacts/cards/<model>-v<version>.html)")
+    card.add_argument("--params", default="params.yaml")
+    card.set_defaults(func=_card)
 
     summary = sub.add_parser("summary", help="print the scores, the registered version and where to look")
     summary.add_argument("--artifacts", default="artifacts")

@@ -73,6 +73,37 @@ def test_promote_refuse_rollback_and_history(registry, capsys):
         ["promote", "v1"], ["promote", "v2"], ["refuse", "v3"], ["rollback", "v1"]]
     assert "champion none -> 1" in printed[0] and "champion 2 -> 2" in printed[2]
 
+    # each decided version's card shows the decision
+    card = Path(client.download_artifacts(client.get_model_version(NAME, "3").run_id, "model_card.html",
+                                          str(project / "downloaded")))
+    assert "<b>refuse</b>: " in card.read_text() and "floor 1.010" in card.read_text()
+
+
+def test_each_version_has_a_model_card_linked_from_its_description(registry, capsys):
+    project, _, _, client = registry
+    version = client.get_model_version_by_alias(NAME, "challenger")
+    assert f"model_card.html` in the artifacts of run {version.run_id}" in version.description
+    assert main(["card", "challenger", "--out", str(project / "card.html")]) == 0
+    assert str(project / "card.html") in capsys.readouterr().out
+    page = (project / "card.html").read_text()
+    assert page.startswith("<!doctype html>") and page.count("data:image/png;base64,") == 2
+    assert f"{NAME} v{version.version}" in page
+
+
+def test_lineage_prints_what_produced_a_version_and_the_commands_that_rebuild_it(registry, capsys):
+    import subprocess
+
+    project, _, _, client = registry
+    version = client.get_model_version_by_alias(NAME, "challenger")
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project, capture_output=True, text=True).stdout.strip()
+    md5 = yaml.safe_load((project / "data.dvc").read_text())["outs"][0]["md5"]
+    assert main(["lineage", "challenger"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{NAME} v{version.version} ")
+    assert f"commit       {commit}" in out and f"md5 {md5}" in out
+    assert "validation   passed, 0 failure(s)" in out and "produced by  DVC stage register" in out
+    assert f"git checkout {commit}" in out and "  dvc repro" in out
+
 
 def test_a_failure_between_the_alias_moves_leaves_the_champion_as_it_was(registry, monkeypatch):
     project, params, layout, client = registry

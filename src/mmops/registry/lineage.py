@@ -1,9 +1,13 @@
-"""Lineage: what a model was made from, as MLflow tags."""
+"""Lineage: what a model was made from, as MLflow tags, and read back from the registry."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
+from typing import Any
+
+from mlflow.exceptions import MlflowException
 
 from mmops.data.versioning import data_md5, workspace_matches
 
@@ -38,3 +42,46 @@ def lineage_tags(
         "mmops.dvc_stage": stage,
         "mmops.prefect_flow_run_id": flow_run_id or "none",
     }
+
+
+def _logged_json(client: Any, run_id: str, path: str) -> dict[str, Any] | None:
+    try:
+        return json.loads(Path(client.download_artifacts(run_id, path)).read_text())
+    except (MlflowException, OSError, ValueError):  # an older run may not have logged it
+        return None
+
+
+def version_lineage(client: Any, name: str, version: str) -> dict[str, Any]:
+    """What produced a registered version, from the registry alone (its tags and its run's
+    logged artifacts): commit, data version, params hash, the flow run, the validation result."""
+    found = client.get_model_version(name, version)
+    tags = found.tags
+    validation = _logged_json(client, found.run_id, "pipeline/validate/validation.json") or {}
+    cleaning = _logged_json(client, found.run_id, "pipeline/clean/metrics.json") or {}
+    aliases = [alias for alias, v in client.get_registered_model(name).aliases.items() if str(v) == str(version)]
+    return {
+        "name": name, "version": str(version), "run_id": found.run_id, "aliases": aliases,
+        "registered": found.creation_timestamp,
+        "commit": tags.get("mmops.git_commit", "unknown"),
+        "data_md5": tags.get("mmops.data_md5", "unknown"),
+        "data_matched_dvc_file": tags.get("mmops.data_matches_dvc_file", "unknown"),
+        "params_hash": tags.get("mmops.params_hash", "unknown"),
+        "stage": tags.get("mmops.dvc_stage", "unknown"),
+        "flow_run": tags.get("mmops.prefect_flow_run_id", "none"),
+        "validation": {"success": validation.get("success"), "failures": len(validation.get("failures", []))},
+        "cleaning": {k: cleaning[k] for k in ("rows", "kept", "rejected") if k in cleaning},
+    }
+
+
+def rebuild_commands(lineage: dict[str, Any]) -> list[str]:
+    """The commands that rebuild a version from its lineage, in a clone of the repository."""
+    commit = lineage["commit"]
+    if commit in ("unknown", "") or commit.endswith("-dirty"):
+        return [f"# not rebuildable exactly: trained from {commit!r} (uncommitted or no git)"]
+    return [
+        f"git checkout {commit}",
+        "make install",
+        f"dvc pull data.dvc     # or `mmops sample` for the embedded sample; data md5 {lineage['data_md5']}",
+        "dvc repro              # every stage from that commit's params.yaml "
+        f"(params hash {lineage['params_hash']})",
+    ]

@@ -34,6 +34,9 @@ def register(params: Params, layout: Layout, *, stage: str = "register", flow_ru
     then nothing is registered and the record says why."""
     import mmops
     from mmops.registry.lineage import lineage_tags
+    from mlflow import MlflowClient
+
+    from mmops.registry.card import publish as publish_card
     from mmops.registry.mlflow_registry import log_and_register
 
     dvc_file = dvc_file_of(params)
@@ -73,10 +76,11 @@ def register(params: Params, layout: Layout, *, stage: str = "register", flow_ru
         code_dir=Path(mmops.__file__).parent,
         model_config=dataclasses.asdict(params.serve),
     )
+    card = publish_card(MlflowClient(), registered.name, registered.version)
     record = {
         "registered": True, "name": registered.name, "version": registered.version, "alias": registered.alias,
         "uri": registered.uri, "run_id": registered.run_id, "experiment_id": registered.experiment_id,
-        "tracking_uri": registered.tracking_uri, **tags,
+        "tracking_uri": registered.tracking_uri, "model_card": card, **tags,
     }
     artifacts.write_json(layout.registered, record)
     return record
@@ -85,10 +89,15 @@ def register(params: Params, layout: Layout, *, stage: str = "register", flow_ru
 def promote(params: Params) -> dict[str, Any]:
     """The gate: the current challenger against the current champion, on the challenger's own
     test split; promote (champion -> challenger, previous -> old champion) or refuse, recorded."""
+    from mlflow import MlflowClient
+
+    from mmops.registry.card import publish as publish_card
     from mmops.registry.promotion import promote as run_gate
 
     outcome = run_gate(params, dvc_file=dvc_file_of(params), classes=list(params.data.labels),
                        modalities=build_modalities(params.modalities))
+    if outcome.decision is not None:  # the challenger's card now shows the gate's decision
+        publish_card(MlflowClient(), params.register.model_name, outcome.challenger)
     return {"action": outcome.action, "challenger": outcome.challenger, "champion_before": outcome.champion_before,
             "champion_after": outcome.champion_after, "run_id": outcome.run_id,
             "checks": outcome.decision.reasons if outcome.decision else [],

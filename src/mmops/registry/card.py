@@ -1,0 +1,230 @@
+"""A model card per registered version: one self-contained HTML page (pictures inlined, reads
+offline), built from what the version's run logged, so `mmops card <version>` can rebuild it on
+any machine that reaches the tracking store. Logged to the run and linked from the version."""
+
+from __future__ import annotations
+
+import ast
+import base64
+import html
+import io
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+from mmops import artifacts
+from mmops.registry.gate import macro_f1
+
+CARD = "model_card.html"
+RESAMPLES, SEED = 1000, 0
+LOGGED = {"predictions": "pipeline/evaluate/predictions.csv", "split": "pipeline/split/manifest.csv"}
+
+
+@dataclass(frozen=True)
+class CardInputs:
+    """What a card is made of: the version's test predictions (`label`, `pred_<model>`), its
+    training history (`epoch` and one column per curve), its split manifest, params and tags."""
+
+    name: str
+    version: str
+    run_id: str
+    predictions: pd.DataFrame
+    history: pd.DataFrame
+    split: pd.DataFrame
+    params: dict[str, str]
+    tags: dict[str, str]
+    classes: list[str]
+
+
+def bootstrap_scores(target: np.ndarray, predicted: np.ndarray, num_classes: int) -> dict[str, tuple[float, float, float]]:
+    """Accuracy and macro-F1 with a 95% percentile-bootstrap interval over the samples."""
+    rng = np.random.default_rng(SEED)
+    index = rng.integers(0, len(target), size=(RESAMPLES, len(target)))
+    accuracy = (predicted[index] == target[index]).mean(1)
+    f1 = macro_f1(target[index], predicted[index], num_classes)
+    observed = {"accuracy": float((predicted == target).mean()), "macro_f1": float(macro_f1(target, predicted, num_classes)[0])}
+    return {k: (observed[k], *map(float, np.percentile(v, [2.5, 97.5]))) for k, v in
+            (("accuracy", accuracy), ("macro_f1", f1))}
+
+
+def _picture(figure: Any) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    return f'<img alt="" src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
+
+
+def _confusion_picture(matrix: np.ndarray, classes: list[str]) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: render to bytes only
+    from matplotlib import pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 6))
+    axes.imshow(matrix, cmap="Blues")
+    axes.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    axes.set_yticks(range(len(classes)), classes)
+    axes.set_xlabel("predicted (fused)")
+    axes.set_ylabel("actual")
+    for (i, j), count in np.ndenumerate(matrix):
+        axes.text(j, i, str(count), ha="center", va="center", color="white" if count > matrix.max() / 2 else "black")
+    picture = _picture(figure)
+    plt.close(figure)
+    return picture
+
+
+def _curves_picture(history: pd.DataFrame) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    figure, (losses, accuracy) = plt.subplots(1, 2, figsize=(10, 3.5))
+    for column in [c for c in history.columns if "loss" in c]:
+        losses.plot(history["epoch"], history[column], label=column)
+    for column in [c for c in history.columns if "acc" in c]:
+        accuracy.plot(history["epoch"], history[column], label=column)
+    for axes, title in ((losses, "loss"), (accuracy, "validation accuracy")):
+        axes.set_xlabel("epoch")
+        axes.set_title(title)
+        axes.legend(fontsize=7)
+    picture = _picture(figure)
+    plt.close(figure)
+    return picture
+
+
+def _table(frame: pd.DataFrame) -> str:
+    return frame.to_html(index=False, float_format=lambda v: f"{v:.3f}", border=0, classes="t")
+
+
+def render(inputs: CardInputs) -> str:
+    """The card as one HTML page."""
+    index = {c: i for i, c in enumerate(inputs.classes)}
+    frame = inputs.predictions
+    target = frame["label"].map(index).to_numpy()
+    models = [c.removeprefix("pred_") for c in frame.columns if c.startswith("pred_")]
+    models.sort(key=lambda m: m != "fused")
+    rows = []
+    for model in models:
+        has = frame[f"pred_{model}"].fillna("").astype(str).ne("").to_numpy()
+        scores = bootstrap_scores(target[has], frame.loc[has, f"pred_{model}"].map(index).fillna(-1).to_numpy(int),
+                                  len(inputs.classes))
+        rows.append({"model": model, "test samples": int(has.sum()),
+                     **{k: f"{v:.3f} [{lo:.3f}, {hi:.3f}]" for k, (v, lo, hi) in scores.items()}})
+    fused = frame["pred_fused"].map(index).to_numpy()
+    precision, recall, f1, support = precision_recall_fscore_support(
+        target, fused, labels=list(range(len(inputs.classes))), zero_division=0)
+    per_class = pd.DataFrame({"class": inputs.classes, "precision": precision, "recall": recall, "F1": f1,
+                              "test support": support})
+    counts = inputs.split["split"].value_counts()
+    tags, params = inputs.tags, inputs.params
+    decision = tags.get("mmops.gate.decision")
+    gate = (f"<p><b>{html.escape(decision)}</b>: {html.escape(tags.get('mmops.gate.reason', ''))}</p>"
+            if decision else "<p>Not decided yet: run <code>mmops promote</code>.</p>")
+    encoders = ", ".join(f"{m.get('name')} ({m.get('encoder')})" for m in _modalities(params))
+    lineage = [("data version (data.dvc md5)", tags.get("mmops.data_md5", "?")),
+               ("commit", tags.get("mmops.git_commit", "?")), ("params hash", tags.get("mmops.params_hash", "?")),
+               ("run", inputs.run_id), ("fusion", params.get("train.fusion", "?")),
+               ("modalities and encoders", encoders or "?")]
+    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(inputs.name)} v{inputs.version}: model card</title>
+<style>body{{font:15px/1.45 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}}
+table.t{{border-collapse:collapse;margin:.5rem 0}}table.t td,table.t th{{padding:.25rem .7rem;border-bottom:1px solid #ddd;text-align:right}}
+table.t td:first-child,table.t th:first-child{{text-align:left}}img{{max-width:100%}}code{{background:#f3f3f3;padding:0 .2rem}}</style></head>
+<body>
+<h1>{html.escape(inputs.name)} v{inputs.version}</h1>
+<p>Classifies a record of {html.escape(encoders or 'its modalities')} into one of {len(inputs.classes)} classes.
+Generated {generated} by <code>mmops card {inputs.version}</code>.</p>
+<h2>Data</h2>
+<p>{len(inputs.split)} samples after cleaning: {counts.get('train', 0)} train, {counts.get('val', 0)} validation,
+{counts.get('test', 0)} test (split by a salted hash of each sample's content group).</p>
+{_table(pd.DataFrame(lineage, columns=["lineage", "value"]))}
+<h2>Test scores</h2>
+<p>On the {len(frame)} test samples, with 95% bootstrap intervals ({RESAMPLES} resamples of the samples).
+<i>fused</i> is what is served; each modality alone is scored on the samples that have it.</p>
+{_table(pd.DataFrame(rows))}
+<h2>Per class (fused)</h2>
+{_table(per_class)}
+<h2>Confusion matrix (fused, test)</h2>
+{_confusion_picture(confusion_matrix(target, fused, labels=list(range(len(inputs.classes)))), inputs.classes)}
+<h2>Training curves</h2>
+{_curves_picture(inputs.history)}
+<h2>Gate decision</h2>
+{gate}
+<h2>Intended use</h2>
+<p>Sorting emoji-like pictograms with their short names into the categories above, as a reference
+project for the MLOps around a multimodal classifier. Any modality may be missing from a record
+(not all); each answer names the modalities used and each one's share in the decision.</p>
+<h2>Known limits</h2>
+<ul>
+<li>The image model learned one vendor's art (the sample is a single emoji set): other renderings
+of the same emoji, photographs and screenshots are out of distribution.</li>
+<li>Siblings of one concept (e.g. person / man / woman variants) can sit on both sides of the
+split, which flatters the scores above.</li>
+<li>English names only; texts are truncated at the text encoder's token limit.</li>
+<li>Small test split: read the intervals, not the point scores.</li>
+</ul>
+</body></html>
+"""
+
+
+def _modalities(params: dict[str, str]) -> list[dict[str, Any]]:
+    """The `modalities:` entries as logged (the run's params flatten a list to its items' reprs)."""
+    try:
+        entries = ast.literal_eval(f"[{params.get('modalities', '')}]")
+    except (ValueError, SyntaxError):
+        return []
+    return [e for e in entries if isinstance(e, dict)]
+
+
+def inputs_for(client: Any, name: str, version: str) -> CardInputs:
+    """Everything a card needs, from the registry: the version's tags and its run's logged files."""
+    found = client.get_model_version(name, version)
+    run = client.get_run(found.run_id)
+    with tempfile.TemporaryDirectory() as tmp:
+        frames = {}
+        for key, path in LOGGED.items():
+            try:
+                local = client.download_artifacts(found.run_id, path, tmp)
+            except (MlflowException, OSError) as err:
+                raise ValueError(f"{name} v{version}: its run has no {path} (registered by an older mmops?): "
+                                 "register it again with `mmops stage register`") from err
+            frames[key] = pd.read_csv(local, dtype={"sample_id": str}, keep_default_na=False)
+    # the training curves, as register logged them: one `train.<column>` metric per epoch
+    history = pd.DataFrame({
+        key.removeprefix("train."): pd.Series({m.step: m.value for m in client.get_metric_history(found.run_id, key)})
+        for key in sorted(run.data.metrics) if key.startswith("train.")
+    }).rename_axis("epoch").reset_index()
+    params = dict(run.data.params)
+    seen = set(frames["predictions"]["label"])
+    # data.labels is logged comma-joined; fall back to the labels seen should a class hold a comma
+    classes = params.get("data.labels", "").split(",")
+    classes = classes if seen <= set(classes) else sorted(seen)
+    return CardInputs(name=name, version=str(version), run_id=found.run_id, predictions=frames["predictions"],
+                      history=history, split=frames["split"],
+                      params=params, tags={**run.data.tags, **found.tags}, classes=classes)
+
+
+def publish(client: Any, name: str, version: str, local_copy: Path | None = None) -> str:
+    """Build the card, log it to the version's run (replacing any earlier one), link it from the
+    version's description, and write `local_copy` if given. Returns the card's artifact URI."""
+    inputs = inputs_for(client, name, version)
+    page = render(inputs)
+    if local_copy is not None:
+        artifacts.write_text(local_copy, page)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / CARD
+        path.write_text(page, encoding="utf-8")
+        client.log_artifact(inputs.run_id, str(path))
+    uri = f"runs:/{inputs.run_id}/{CARD}"
+    client.update_model_version(name, version, description=(
+        f"Model card: `{CARD}` in the artifacts of run {inputs.run_id} ({uri}); "
+        f"`mmops card {version}` rebuilds it and prints where it is."))
+    return uri

@@ -1,0 +1,59 @@
+"""The model card: scores with intervals, per-class table, pictures inlined, the gate's decision."""
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mmops.registry.card import CardInputs, bootstrap_scores, render
+
+CLASSES = ["Flags", "Objects", "Symbols"]
+
+
+def _inputs(tags=None) -> CardInputs:
+    rng = np.random.default_rng(0)
+    labels = [CLASSES[i % 3] for i in range(60)]
+    noisy = [label if rng.random() < 0.8 else CLASSES[0] for label in labels]
+    predictions = pd.DataFrame({"sample_id": [f"s{i}" for i in range(60)], "label": labels,
+                                "pred_image": noisy, "pred_text": labels, "pred_fused": labels})
+    predictions.loc[0, "pred_fused"] = "Symbols"
+    history = pd.DataFrame({"epoch": [1, 2, 3], "train_loss": [1.0, 0.5, 0.3], "val_loss": [0.9, 0.6, 0.7],
+                            "val_acc": [0.5, 0.7, 0.68]})
+    split = pd.DataFrame({"split": ["train"] * 100 + ["val"] * 20 + ["test"] * 60})
+    params = {"train.fusion": "late", "modalities": "{'name': 'image', 'encoder': 'efficientnet-lite0'},"
+                                                    "{'name': 'text', 'encoder': 'all-minilm-l6-v2'}"}
+    return CardInputs(name="m", version="7", run_id="r1", predictions=predictions, history=history, split=split,
+                      params=params, tags={"mmops.data_md5": "abc.dir", **(tags or {})}, classes=CLASSES)
+
+
+def test_bootstrap_intervals_hold_the_observed_score_and_are_reproducible():
+    target = np.array([0, 1, 2] * 20)
+    predicted = target.copy()
+    predicted[:12] = 0
+    scores = bootstrap_scores(target, predicted, 3)
+    accuracy, low, high = scores["accuracy"]
+    assert accuracy == pytest.approx((predicted == target).mean())
+    assert low < accuracy < high
+    assert bootstrap_scores(target, predicted, 3) == scores
+
+
+def test_the_card_shows_each_models_scores_with_intervals_and_a_per_class_table():
+    page = render(_inputs())
+    assert "image (efficientnet-lite0), text (all-minilm-l6-v2)" in page
+    assert re.search(r"<td>fused</td>\s*<td>60</td>\s*<td>0\.983 \[0\.950, 1\.000\]</td>", page)
+    for name in ("image", "text", *CLASSES):
+        assert f"<td>{name}</td>" in page
+    assert "100 train, 20 validation,\n60 test" in page and "abc.dir" in page
+
+
+def test_the_card_reads_offline_its_pictures_inlined():
+    page = render(_inputs())
+    assert page.count('src="data:image/png;base64,') == 2  # confusion matrix, training curves
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)
+
+
+def test_the_card_shows_the_gates_decision_once_made():
+    assert "Not decided yet" in render(_inputs())
+    decided = render(_inputs({"mmops.gate.decision": "refuse", "mmops.gate.reason": "fused macro-F1 0.61 < 0.75"}))
+    assert "<b>refuse</b>: fused macro-F1 0.61 &lt; 0.75" in decided
