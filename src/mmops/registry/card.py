@@ -20,7 +20,7 @@ from mlflow.exceptions import MlflowException
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from mmops import artifacts
-from mmops.registry.gate import macro_f1
+from mmops.registry.gate import macro_f1, resamples_of
 
 CARD = "model_card.html"
 RESAMPLES, SEED = 1000, 0
@@ -45,8 +45,7 @@ class CardInputs:
 
 def bootstrap_scores(target: np.ndarray, predicted: np.ndarray, num_classes: int) -> dict[str, tuple[float, float, float]]:
     """Accuracy and macro-F1 with a 95% percentile-bootstrap interval over the samples."""
-    rng = np.random.default_rng(SEED)
-    index = rng.integers(0, len(target), size=(RESAMPLES, len(target)))
+    index = resamples_of(len(target), RESAMPLES, SEED)
     accuracy = (predicted[index] == target[index]).mean(1)
     f1 = macro_f1(target[index], predicted[index], num_classes)
     observed = {"accuracy": float((predicted == target).mean()), "macro_f1": float(macro_f1(target, predicted, num_classes)[0])}

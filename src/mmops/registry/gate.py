@@ -50,12 +50,16 @@ def macro_f1(target: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.
     return np.mean(scores, axis=0)
 
 
+def resamples_of(n: int, resamples: int, seed: int) -> np.ndarray:
+    """Bootstrap resamples of `n` samples, one row of indices per resample (drawn with replacement)."""
+    return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+
+
 def paired_bootstrap(target: np.ndarray, a: np.ndarray, b: np.ndarray, num_classes: int, *,
                      resamples: int, seed: int) -> tuple[float, float, float]:
     """Macro-F1 of `a` minus that of `b` on the same samples: the observed difference and a 95%
     interval from resampling the samples (both models see the same resample each time)."""
-    rng = np.random.default_rng(seed)
-    index = rng.integers(0, len(target), size=(resamples, len(target)))
+    index = resamples_of(len(target), resamples, seed)
     diffs = macro_f1(target[index], a[index], num_classes) - macro_f1(target[index], b[index], num_classes)
     observed = float(macro_f1(target, a, num_classes)[0] - macro_f1(target, b, num_classes)[0])
     low, high = np.percentile(diffs, [2.5, 97.5])

@@ -14,15 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from mmops.config import Params
-from mmops.data.manifest import ID, LABEL
+from mmops.data.manifest import LABEL
 from mmops.data.versioning import data_md5
+from mmops.modalities import requests_for
 from mmops.modalities.base import Modality, present
 from mmops.registry.gate import Decision, Evaluation, decide
 
@@ -57,12 +57,6 @@ def test_split_of(client: MlflowClient, run_id: str) -> pd.DataFrame:
                          f"register it again with `mmops stage register`") from err
     frame = pd.read_csv(local, dtype=str, keep_default_na=False)
     return frame[frame["split"] == "test"].reset_index(drop=True)
-
-
-def requests_for(frame: pd.DataFrame, modalities: Sequence[Modality], root: Path) -> pd.DataFrame:
-    """The rows as a serving request: one column per modality, media read from `root`."""
-    return pd.DataFrame({m.name: [m.to_request(v, root) if present(v) else None for v in frame[m.name]]
-                         for m in modalities})
 
 
 def score_version(uri: str, version: str, requests: pd.DataFrame, target: np.ndarray,

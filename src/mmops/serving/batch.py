@@ -16,7 +16,7 @@ from mmops import artifacts
 from mmops.config import Params
 from mmops.data.manifest import ID, LABEL, LINE, ManifestError, read_manifest, source_names
 from mmops.evaluation.metrics import classification_metrics
-from mmops.modalities import build_modalities
+from mmops.modalities import build_modalities, requests_for
 from mmops.modalities.base import Modality, present
 from mmops.serving.explain import as_columns
 
@@ -58,9 +58,7 @@ def score_chunk(model: Any, rows: pd.DataFrame, root: Path, params: Params) -> t
     good = rows.loc[~bad]
     if good.empty:
         return pd.DataFrame(), rejects
-    request = pd.DataFrame({m.name: [m.to_request(v, root) if present(v) else None for v in good[m.name]]
-                            for m in modalities if m.name in good.columns})
-    answered = as_columns(model.predict(request))
+    answered = as_columns(model.predict(requests_for(good, modalities, root)))
     head = good[[ID, LINE]].reset_index(drop=True)
     if LABEL in good.columns:
         head["actual"] = good[LABEL].to_numpy()

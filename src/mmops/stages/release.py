@@ -11,7 +11,7 @@ import pandas as pd
 
 from mmops import artifacts
 from mmops.config import Layout, Params
-from mmops.modalities import build_modalities
+from mmops.modalities import build_modalities, requests_for
 
 
 def dvc_file_of(params: Params) -> Path:
@@ -56,8 +56,7 @@ def register(params: Params, layout: Layout, *, stage: str = "register", flow_ru
     metrics = json.loads(layout.metrics.read_text())
     flat = {f"test_{m}_{k}": v for m, scores in metrics["test"].items() for k, v in scores.items()}
     example = artifacts.read_csv(layout.split_manifest).query("split == 'test'").head(2)
-    input_example = pd.DataFrame({m.name: [None if m.may_skip(v) else m.to_request(v, params.data.root)
-                                           for v in example[m.name]] for m in modalities})
+    input_example = requests_for(example, modalities, params.data.root)
     registered = log_and_register(
         model_name=params.register.model_name,
         experiment=params.register.experiment,
