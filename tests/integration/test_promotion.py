@@ -49,6 +49,11 @@ def test_promote_refuse_rollback_and_history(registry, capsys):
     first = stages.promote(params)
     assert first["action"] == "promote" and first["champion_before"] is None
     assert any("no champion yet" in line for line in first["checks"])
+    # the decision run carries MLflow's own evaluation of the challenger on the same split
+    run = client.get_run(first["run_id"])
+    assert run.data.metrics["example_count"] == int(run.data.tags["mmops.test_samples"])
+    assert {"accuracy_score", "f1_score", "precision_score", "recall_score"} <= set(run.data.metrics)
+    assert any("confusion_matrix" in a.path for a in client.list_artifacts(first["run_id"]))
 
     stages.register(params, layout)  # v2: the same model again, so per sample it ties the champion
     second = stages.promote(params)

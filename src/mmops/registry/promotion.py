@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
@@ -120,6 +121,20 @@ def _record(client: MlflowClient, params: Params, tags: dict[str, str], numbers:
     return run.info.run_id
 
 
+def _log_evaluation(client: MlflowClient, run_id: str, evaluation: Evaluation, classes: list[str]) -> dict[str, float]:
+    """MLflow's own classifier evaluation of the challenger's fused predictions, logged to the
+    decision run (metrics, per-class metrics, confusion matrix), so the MLflow UI shows them.
+    The gate's floors and paired test stay in `gate.decide`: they need per-sample resampling."""
+    names = np.array([*classes, "(unknown)"])  # index -1: a label the model gave outside the classes
+    frame = pd.DataFrame({"label": names[evaluation.target], "prediction": names[evaluation.fused]})
+    # MLflow resumes a run only inside the active experiment (register may have set another)
+    mlflow.set_experiment(experiment_id=client.get_run(run_id).info.experiment_id)
+    with mlflow.start_run(run_id=run_id):
+        result = mlflow.models.evaluate(data=frame, targets="label", predictions="prediction", model_type="classifier",
+                                        evaluator_config={"log_model_explainability": False, "average": "macro"})
+    return result.metrics
+
+
 def promote(params: Params, *, dvc_file: Path, classes: list[str], modalities: Sequence[Modality],
             client: MlflowClient | None = None) -> Outcome:
     """Run the gate on the current challenger against the current champion, and promote or refuse."""
@@ -147,6 +162,7 @@ def promote(params: Params, *, dvc_file: Path, classes: list[str], modalities: S
             "mmops.reason": decision.summary, "mmops.checks": "\n".join(decision.reasons),
             "mmops.test_samples": str(len(target)), "mmops.data_md5": here}
     run_id = _record(client, params, tags, decision.numbers)
+    _log_evaluation(client, run_id, scored, classes)
     after = champion
     try:
         if decision.promote:
