@@ -44,6 +44,9 @@ def _summary(args: argparse.Namespace) -> int:
         if reg.get("registered", True):
             print(f"\nRegistered: {reg['name']} version {reg['version']} (alias '{reg['alias']}'), run {reg['run_id']}")
             print(f"  tracking store: {reg['tracking_uri']}")
+            if "model_card" in reg:
+                print(f"  model card:     {reg['model_card']}  (`mmops card {reg['version']}` for a local copy)")
+            print("  next:           mmops promote   (the gate: champion only if it earns it)")
         else:
             print(f"\nNot registered: {reg['reason']}")
     print("\nWhere to look:")

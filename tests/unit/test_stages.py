@@ -99,13 +99,15 @@ def test_summary_prints_fused_first_then_each_modality_and_the_registered_versio
     artifacts.write_json(layout.metrics, {"test_samples": 8, "test": {
         m: {"accuracy": a, "macro_f1": f} for m, (a, f) in scores.items()}})
     artifacts.write_json(layout.registered, {"name": "clf", "version": "3", "alias": "challenger",
-                                             "run_id": "abc", "tracking_uri": "sqlite:///x.db"})
+                                             "run_id": "abc", "tracking_uri": "sqlite:///x.db",
+                                             "model_card": "runs:/abc/model_card.html"})
     assert main(["summary", "--artifacts", str(layout.root)]) == 0
     lines = capsys.readouterr().out.splitlines()
     table = [line.split() for line in lines if line.strip().split(" ")[0] in scores]
     assert table == [["fused", "0.875", "0.812"], ["image", "0.500", "0.250"], ["text", "0.625", "0.375"]]
     assert any("Test split (8 samples)" in line for line in lines)
     assert any("clf version 3 (alias 'challenger'), run abc" in line for line in lines)
+    assert any("model card:     runs:/abc/model_card.html  (`mmops card 3`" in line for line in lines)
 
 
 def test_each_modality_alone_is_scored_on_the_test_samples_that_have_it(crafted):

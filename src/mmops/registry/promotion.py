@@ -89,6 +89,14 @@ def score_version(uri: str, version: str, requests: pd.DataFrame, target: np.nda
                       p95_latency_ms=float(np.percentile(scored["timings_ms"], 95)))
 
 
+def _point(client: MlflowClient, name: str, alias: str, version: str | None) -> None:
+    """Point `alias` at `version`; None deletes it."""
+    if version is None:
+        client.delete_registered_model_alias(name, alias)
+    else:
+        client.set_registered_model_alias(name, alias, version)
+
+
 def _move_aliases(client: MlflowClient, name: str, moves: list[tuple[str, str | None]]) -> None:
     """Point each alias at its version (None: delete it), in order; if any move fails, put back
     the ones already made, so the registry is left as it was."""
@@ -96,18 +104,12 @@ def _move_aliases(client: MlflowClient, name: str, moves: list[tuple[str, str | 
     done = []
     try:
         for alias, version in moves:
-            if version is None:
-                client.delete_registered_model_alias(name, alias)
-            else:
-                client.set_registered_model_alias(name, alias, version)
+            _point(client, name, alias, version)
             done.append(alias)
     except Exception:
         for alias, version in reversed(before):
             if alias in done:
-                if version is None:
-                    client.delete_registered_model_alias(name, alias)
-                else:
-                    client.set_registered_model_alias(name, alias, version)
+                _point(client, name, alias, version)
         raise
 
 
