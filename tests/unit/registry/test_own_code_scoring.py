@@ -34,6 +34,7 @@ def test_a_version_is_scored_with_its_own_logged_code(tmp_path, monkeypatch):
     (tmp_path / "old" / "mmops").mkdir(parents=True)
     (tmp_path / "old" / "mmops" / "__init__.py").write_text('WHO = "Flags"\n')
     (tmp_path / "model.py").write_text(MODEL_CODE)
+    mlflow.set_experiment("own-code")  # in this store: another test may have left its experiment active
     with mlflow.start_run():
         mlflow.pyfunc.log_model(name="model", python_model=str(tmp_path / "model.py"),
                                 code_paths=[str(tmp_path / "old" / "mmops")], registered_model_name="m")
