@@ -46,7 +46,7 @@ MUTATIONS = {
 }
 
 COPIED = ("src", "tests", "params.yaml", "dvc.yaml", "data.dvc", "constraints.txt", "pyproject.toml",
-          ".gitignore")
+          ".gitignore", "Makefile", "Dockerfile", ".dockerignore")
 
 
 def copy_repo(workdir: Path) -> Path:
