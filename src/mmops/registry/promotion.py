@@ -123,7 +123,7 @@ def _record(client: MlflowClient, params: Params, tags: dict[str, str], numbers:
     return run.info.run_id
 
 
-def _log_evaluation(client: MlflowClient, run_id: str, evaluation: Evaluation, classes: list[str]) -> dict[str, float]:
+def _log_evaluation(client: MlflowClient, run_id: str, evaluation: Evaluation, classes: list[str]) -> None:
     """MLflow's own classifier evaluation of the challenger's fused predictions, logged to the
     decision run (metrics, per-class metrics, confusion matrix), so the MLflow UI shows them.
     The gate's floors and paired test stay in `gate.decide`: they need per-sample resampling."""
@@ -132,9 +132,8 @@ def _log_evaluation(client: MlflowClient, run_id: str, evaluation: Evaluation, c
     # MLflow resumes a run only inside the active experiment (register may have set another)
     mlflow.set_experiment(experiment_id=client.get_run(run_id).info.experiment_id)
     with mlflow.start_run(run_id=run_id):
-        result = mlflow.models.evaluate(data=frame, targets="label", predictions="prediction", model_type="classifier",
-                                        evaluator_config={"log_model_explainability": False, "average": "macro"})
-    return result.metrics
+        mlflow.models.evaluate(data=frame, targets="label", predictions="prediction", model_type="classifier",
+                               evaluator_config={"log_model_explainability": False, "average": "macro"})
 
 
 def promote(params: Params, *, dvc_file: Path, classes: list[str], modalities: Sequence[Modality],

@@ -89,9 +89,8 @@ class MultimodalClassifier(mlflow.pyfunc.PythonModel):
     def _encode(self, chunk: pd.DataFrame, first: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         features, masks = {}, {}
         for m in self.modalities:
-            values = chunk[m.name] if m.name in chunk.columns else [None] * len(chunk)
             decoded = []
-            for i, value in enumerate(values, start=first):
+            for i, value in enumerate(chunk[m.name], start=first):
                 try:
                     decoded.append(m.from_request(value))
                 except ValueError as err:
@@ -108,6 +107,7 @@ class MultimodalClassifier(mlflow.pyfunc.PythonModel):
         """Features and presence masks of the records in `frame` (one column per modality),
         decoded and encoded `serve.chunk_size` records at a time so memory stays flat."""
         self._check(frame)
+        frame = frame.reindex(columns=[m.name for m in self.modalities])  # a column left out: all absent
         step = self.limits.chunk_size
         parts = [self._encode(frame.iloc[start:start + step], start) for start in range(0, len(frame), step)]
         features = {m.name: torch.cat([f[m.name] for f, _ in parts]) for m in self.modalities}
