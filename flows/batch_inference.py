@@ -4,7 +4,8 @@ scored by a registered model, one task per chunk of rows.
     python flows/batch_inference.py data/metadata.csv                 # with @champion
     python flows/batch_inference.py new.csv --model models:/mmops-classifier/3 --out artifacts/batch
 
-Image paths are relative to `--root` (default: the manifest's folder). Writes predictions.csv
+Image paths are relative to `--root` (default: the manifest's folder). On the command line, paths
+are relative to where you are; as flow parameters (a deployment's), relative to the project. Writes predictions.csv
 (label, class probabilities, the explanation by modality), rejects.csv (rows it could not read,
 with the reason) and summary.json (counts, throughput, accuracy and macro-F1 when labelled).
 """
@@ -12,6 +13,7 @@ with the reason) and summary.json (counts, throughput, accuracy and macro-F1 whe
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 from pathlib import Path
 from typing import Any
@@ -30,13 +32,21 @@ read = task(batch.read_batch, name="read-manifest", cache_policy=NO_CACHE)
 load = task(mlflow.pyfunc.load_model, name="load-model", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10)
 score = task(batch.score_chunk, name="score-chunk", cache_policy=NO_CACHE)
 
+PROJECT = Path(__file__).resolve().parents[1]  # the checkout this file is in: runs from any directory
+
 
 @flow(name="mmops-batch-inference", log_prints=True)
 def batch_inference(manifest: str, model_uri: str = "models:/mmops-classifier@champion", root: str | None = None,
                     out_dir: str = "artifacts/batch", chunk_size: int = 256,
-                    params_path: str = "params.yaml") -> dict[str, Any]:
+                    params_path: str = "params.yaml", project_dir: str | None = None) -> dict[str, Any]:
     """Score `manifest` with `model_uri` in chunks of `chunk_size` rows (run one after another,
     so memory holds one chunk's media at a time) and write the outputs to `out_dir`."""
+    with contextlib.chdir(Path(project_dir).resolve() if project_dir else PROJECT):
+        return _score(manifest, model_uri, root, out_dir, chunk_size, params_path)
+
+
+def _score(manifest: str, model_uri: str, root: str | None, out_dir: str, chunk_size: int,
+           params_path: str) -> dict[str, Any]:
     params = load_params(Path(params_path))
     rows = read(Path(manifest), params)
     model = load(model_uri)
@@ -66,7 +76,8 @@ if __name__ == "__main__":
     parser.add_argument("--root", default=None)
     parser.add_argument("--out", default="artifacts/batch")
     parser.add_argument("--chunk-size", type=int, default=256)
-    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--params", default=str(PROJECT / "params.yaml"))
     args = parser.parse_args()
-    batch_inference(args.manifest, model_uri=args.model, root=args.root, out_dir=args.out,
-                    chunk_size=args.chunk_size, params_path=args.params)
+    here = Path.cwd()  # the flow works in the project: pin the command line's paths to where they were typed
+    batch_inference(str(here / args.manifest), model_uri=args.model, root=args.root and str(here / args.root),
+                    out_dir=str(here / args.out), chunk_size=args.chunk_size, params_path=str(here / args.params))

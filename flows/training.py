@@ -3,17 +3,22 @@ that `dvc repro` runs, writing the same artifacts.
 
     python flows/training.py                 # runs with no Prefect server configured
     python flows/training.py --params other.yaml --artifacts /tmp/artifacts
+
+Unlike `flows/retraining.py` (the scheduled job, through DVC), this runs every stage whatever
+changed: a one-off run, e.g. with other params, that leaves dvc.lock alone.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
+from prefect.tasks import exponential_backoff
 
 from mmops import stages
 from mmops.config import Layout, load_params
@@ -25,22 +30,29 @@ split = task(stages.split, name="split", cache_policy=NO_CACHE)
 featurize = task(stages.featurize, name="featurize", cache_policy=NO_CACHE)
 train = task(stages.train, name="train", cache_policy=NO_CACHE)
 evaluate = task(stages.evaluate, name="evaluate", cache_policy=NO_CACHE)
-# Registration talks to the tracking server, which may be remote: retry transient failures.
-register = task(stages.register, name="register", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10)
+# Registration talks to the tracking server, which may be remote: retry transient failures. It is
+# idempotent within a flow run (a retry finishes the first attempt's version, never a second one).
+register = task(stages.register, name="register", cache_policy=NO_CACHE, retries=2,
+                retry_delay_seconds=exponential_backoff(backoff_factor=10))
+
+PROJECT = Path(__file__).resolve().parents[1]  # the checkout this file is in: runs from any directory
 
 
 @flow(name="mmops-training", log_prints=True)
-def training_pipeline(params_path: str = "params.yaml", artifacts_dir: str = "artifacts") -> dict[str, Any]:
-    """Validate, clean, split, featurize, train, evaluate and register, in order."""
-    params = load_params(Path(params_path))
-    layout = Layout(Path(artifacts_dir))
-    validate(params, layout)
-    clean(params, layout)
-    split(params, layout)
-    featurize(params, layout)
-    train(params, layout)
-    metrics = evaluate(params, layout)
-    registered = register(params, layout, stage="prefect:register", flow_run_id=str(flow_run.id))
+def training_pipeline(project_dir: str | None = None, params_path: str = "params.yaml",
+                      artifacts_dir: str = "artifacts") -> dict[str, Any]:
+    """Validate, clean, split, featurize, train, evaluate and register, in order. Relative paths
+    (params, artifacts, and those params.yaml names) are relative to the project."""
+    with contextlib.chdir(Path(project_dir).resolve() if project_dir else PROJECT):
+        params = load_params(Path(params_path))
+        layout = Layout(Path(artifacts_dir))
+        validate(params, layout)
+        clean(params, layout)
+        split(params, layout)
+        featurize(params, layout)
+        train(params, layout)
+        metrics = evaluate(params, layout)
+        registered = register(params, layout, stage="prefect:register", flow_run_id=str(flow_run.id))
     print(f"test scores: {metrics['test']}")
     print(f"registered {registered['name']} version {registered['version']} as '{registered['alias']}'")
     return {"metrics": metrics, "registered": registered}
@@ -48,10 +60,11 @@ def training_pipeline(params_path: str = "params.yaml", artifacts_dir: str = "ar
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--artifacts", default="artifacts")
+    parser.add_argument("--project", default=None, help="the project checkout (default: the one holding this file)")
+    parser.add_argument("--params", default="params.yaml", help="relative to the project")
+    parser.add_argument("--artifacts", default="artifacts", help="relative to the project")
     args = parser.parse_args()
-    training_pipeline(params_path=args.params, artifacts_dir=args.artifacts)
+    training_pipeline(project_dir=args.project, params_path=args.params, artifacts_dir=args.artifacts)
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ MUTATIONS = {
 }
 
 COPIED = ("src", "tests", "params.yaml", "dvc.yaml", "data.dvc", "constraints.txt", "pyproject.toml",
-          ".gitignore", "Makefile", "Dockerfile", ".dockerignore")
+          ".gitignore", "Makefile", "Dockerfile", ".dockerignore", "flows", "prefect.yaml")
 
 
 def copy_repo(workdir: Path) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -13,13 +14,23 @@ import yaml
 
 from mmops.config import Layout, load_params
 
+# Set by flows/retraining.py for the stages DVC runs: registration records (and retries within) that flow run.
+FLOW_RUN_ENV = "MMOPS_FLOW_RUN_ID"
+
 
 def _stage(args: argparse.Namespace) -> int:
+    import logging
+
     from mmops import stages
 
+    # progress of long stages (epochs, encoding) on stderr: dvc repro shows it, flows/retraining.py logs it
+    logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("mmops").setLevel(logging.INFO)
     params = load_params(args.params)
     layout = Layout(Path(args.artifacts))
-    kwargs = {"device": args.device} if args.name in ("featurize", "train") and args.device else {}
+    kwargs: dict[str, Any] = {"device": args.device} if args.name in ("featurize", "train") and args.device else {}
+    if args.name == "register" and os.environ.get(FLOW_RUN_ENV):
+        kwargs["flow_run_id"] = os.environ[FLOW_RUN_ENV]
     result = getattr(stages, args.name)(params, layout, **kwargs)
     print(f"[{args.name}] {json.dumps(result, default=str)}")
     return 0

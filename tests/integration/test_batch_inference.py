@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import REPO, write_manifest
+from tests.conftest import write_manifest
 from tests.integration.conftest import dvc, tracking_uri
 
 pytestmark = pytest.mark.slow
@@ -25,18 +25,18 @@ def test_batch_flow_scores_a_manifest_in_chunks_listing_what_it_cannot_read(proj
 
     project = Path(shutil.copytree(project_template, tmp_path / "p", symlinks=True))
     assert dvc(project, "repro", check=False).returncode == 0
-    monkeypatch.syspath_prepend(str(REPO / "flows"))
-    from batch_inference import batch_inference
+    from flows.batch_inference import batch_inference
 
-    monkeypatch.chdir(project)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri(project))
     rows = pd.read_csv(project / "data/metadata.csv", dtype=str, keep_default_na=False).to_dict("records")
     rows.insert(5, {**rows[0], "sample_id": "gone", "image": "images/nowhere.png"})
     rows.insert(9, {**rows[1], "sample_id": "blank", "image": "", "text": ""})
     manifest = write_manifest(project / "data" / "to_score.csv", rows)
 
-    summary = batch_inference(str(manifest), model_uri="models:/mmops-classifier@challenger",
-                              out_dir="artifacts/batch", chunk_size=20, return_state=True)
+    # run from elsewhere, as a deployment's worker would: paths are the project's
+    monkeypatch.chdir(tmp_path)
+    summary = batch_inference("data/to_score.csv", model_uri="models:/mmops-classifier@challenger",
+                              out_dir="artifacts/batch", chunk_size=20, project_dir=str(project), return_state=True)
     flow_run_id = summary.state_details.flow_run_id
     summary = summary.result()
 

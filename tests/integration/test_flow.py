@@ -5,21 +5,20 @@ from __future__ import annotations
 import pytest
 
 from mmops.config import Layout
-from tests.conftest import REPO
 from tests.integration.conftest import tracking_uri
 
 pytestmark = pytest.mark.slow
 
 
-def test_flow_runs_the_pipeline_and_tags_the_flow_run(project, prefect_server, monkeypatch):
+def test_flow_runs_the_pipeline_from_any_directory_and_tags_the_flow_run(project, prefect_server, monkeypatch,
+                                                                         tmp_path_factory):
     from mlflow import MlflowClient
 
-    monkeypatch.syspath_prepend(str(REPO / "flows"))
-    from training import training_pipeline
+    from flows.training import training_pipeline
 
-    monkeypatch.chdir(project)
+    monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))  # a worker's own directory
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri(project))
-    result = training_pipeline(params_path="params.yaml", artifacts_dir="artifacts")
+    result = training_pipeline(project_dir=str(project))
 
     for name, path in Layout(project / "artifacts").all_paths().items():
         assert path.exists(), name
@@ -34,18 +33,45 @@ def test_promotion_flow_runs_the_gate_as_one_task(project, prefect_server, monke
     import yaml
     from mlflow import MlflowClient
 
-    monkeypatch.syspath_prepend(str(REPO / "flows"))
-    from promotion import promotion
-    from training import training_pipeline
+    from flows.promotion import promotion
+    from flows.training import training_pipeline
 
-    monkeypatch.chdir(project)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri(project))
-    training_pipeline(params_path="params.yaml", artifacts_dir="artifacts")
+    training_pipeline(project_dir=str(project))
     params = yaml.safe_load((project / "params.yaml").read_text())
     # a 5-epoch model on 72 samples: floors low enough for this test to promote on purpose
     params["promote"].update(min_macro_f1=0.0, min_margin_over_best_modality=-1.0, max_p95_latency_ms=60000)
     (project / "lenient.yaml").write_text(yaml.safe_dump(params))
-    result = promotion(params_path="lenient.yaml")
+    result = promotion(project_dir=str(project), params_path="lenient.yaml")
     assert result["action"] == "promote" and result["champion_after"] == "1"
     version = MlflowClient(tracking_uri(project)).get_model_version_by_alias("mmops-classifier", "champion")
     assert str(version.version) == "1" and version.tags["mmops.gate.decision"] == "promote"
+
+
+def test_a_retried_registration_finishes_the_first_attempts_version(project, prefect_server, monkeypatch):
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    import flows.training as training
+
+    attempts = []
+    real = MlflowClient.set_registered_model_alias
+
+    def flaky(self, *args, **kwargs):  # the tracking server drops out once, after the version exists
+        attempts.append(args)
+        if len(attempts) == 1:
+            raise MlflowException("503: tracking server unavailable (simulated)")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(MlflowClient, "set_registered_model_alias", flaky)
+    monkeypatch.setattr(training, "register", training.register.with_options(retry_delay_seconds=0))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri(project))
+    result = training.training_pipeline(project_dir=str(project))
+
+    client = MlflowClient(tracking_uri(project))
+    assert len(attempts) == 2
+    assert [str(v.version) for v in client.search_model_versions("name = 'mmops-classifier'")] == ["1"]
+    assert str(client.get_model_version_by_alias("mmops-classifier", "challenger").version) == "1"
+    assert result["registered"]["version"] == "1"
+    runs = client.search_runs([client.get_experiment_by_name("mmops").experiment_id])
+    assert len(runs) == 1

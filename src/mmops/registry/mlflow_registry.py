@@ -20,6 +20,8 @@ from mlflow.types.schema import Array, Map, Object, Property
 
 # What the served model imports besides its encoders' packages (which each modality names);
 # all pinned to the versions it was trained with.
+# On the run of each registration attempt made inside a flow run: a retry finds it.
+ATTEMPT_TAG = "mmops.registration_attempt"
 SERVING_REQUIREMENTS = ("torch", "torchvision", "pandas", "numpy", "pillow", "pyyaml", "scikit-learn", "mlflow")
 
 
@@ -80,13 +82,22 @@ def log_and_register(
     artifacts: list[Path],
     code_dir: Path,
     model_config: dict[str, Any],
+    attempt_key: str | None = None,
 ) -> RegisteredModel:
     """Log a run (params, metrics, training curves, artifacts, lineage tags), log the pyfunc
-    model, register it as a new version of `model_name` and point `alias` at it."""
+    model, register it as a new version of `model_name` and point `alias` at it.
+
+    With an `attempt_key` (one per flow run's registration) this is safe to retry: when an
+    earlier attempt with the same key already created the version, that version is finished
+    (tags, alias) instead of logging a second run and version."""
     from mmops.serving import pyfunc
 
-    mlflow.set_experiment(experiment)
-    with mlflow.start_run(tags=tags) as run:
+    client = MlflowClient()
+    experiment_id = mlflow.set_experiment(experiment).experiment_id
+    if attempt_key and (earlier := registered_by_attempt(client, model_name, experiment_id, attempt_key)):
+        return _finish(client, earlier.name, str(earlier.version), earlier.run_id, experiment_id, alias, tags)
+    run_tags = {**tags, ATTEMPT_TAG: attempt_key} if attempt_key else tags
+    with mlflow.start_run(tags=run_tags) as run:
         mlflow.log_params(_flatten("", params, {}))
         mlflow.log_metrics(metrics)
         for _, row in history.iterrows():
@@ -108,12 +119,24 @@ def log_and_register(
             registered_model_name=model_name,
             tags=tags,
         )
-    registered = str(info.registered_model_version)
-    client = MlflowClient()
+    return _finish(client, model_name, str(info.registered_model_version), run.info.run_id, experiment_id, alias, tags)
+
+
+def registered_by_attempt(client: MlflowClient, model_name: str, experiment_id: str, attempt_key: str) -> Any:
+    """The model version an earlier attempt with `attempt_key` registered, if it got that far."""
+    runs = client.search_runs([experiment_id], filter_string=f"tags.`{ATTEMPT_TAG}` = '{attempt_key}'")
+    for run in runs:
+        found = client.search_model_versions(f"name = '{model_name}' and run_id = '{run.info.run_id}'")
+        if found:
+            return found[0]
+    return None
+
+
+def _finish(client: MlflowClient, name: str, version: str, run_id: str, experiment_id: str, alias: str,
+            tags: dict[str, str]) -> RegisteredModel:
+    """Tag the version with its lineage and point `alias` at it: each call idempotent."""
     for key, value in tags.items():
-        client.set_model_version_tag(model_name, registered, key, value)
-    client.set_registered_model_alias(model_name, alias, registered)
-    return RegisteredModel(
-        name=model_name, version=registered, alias=alias, run_id=run.info.run_id,
-        experiment_id=run.info.experiment_id, tracking_uri=mlflow.get_tracking_uri(),
-    )
+        client.set_model_version_tag(name, version, key, value)
+    client.set_registered_model_alias(name, alias, version)
+    return RegisteredModel(name=name, version=version, alias=alias, run_id=run_id,
+                           experiment_id=experiment_id, tracking_uri=mlflow.get_tracking_uri())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Any
 
 import pandas as pd
@@ -13,6 +14,8 @@ from mmops.config import Layout, Params
 from mmops.data.manifest import ID, LABEL
 from mmops.data.split import SPLITS
 from mmops.device import feature_dtype, pick_device
+
+log = logging.getLogger(__name__)
 from mmops.features.cache import FeatureCache, check_encoders
 from mmops.modalities import build_modalities
 
@@ -28,6 +31,7 @@ def featurize(params: Params, layout: Layout, device: str | None = None) -> dict
         mask = torch.tensor([not modality.may_skip(v) for v in frame[modality.name]], dtype=torch.bool)
         encode = modality.encoder(dev, dtype)
         out = torch.zeros(len(frame), modality.feature_dim)  # an absent value's features are never used
+        log.info("featurize: encoding %d %s values on %s (%s)", int(mask.sum()), modality.name, dev, dtype)
         if mask.any():
             out[mask] = encode(list(frame.loc[mask.numpy(), modality.name]), batch_size=params.featurize.batch_size,
                                load=lambda value, m=modality: m.load(value, params.data.root))

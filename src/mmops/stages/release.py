@@ -74,6 +74,8 @@ def register(params: Params, layout: Layout, *, stage: str = "register", flow_ru
                    layout.validation_report, layout.rejects, layout.clean_metrics, layout.split_manifest],
         code_dir=Path(mmops.__file__).parent,
         model_config=dataclasses.asdict(params.serve),
+        # a retried registration inside one flow run finishes the first attempt's version
+        attempt_key=f"{flow_run_id}:{tags['mmops.params_hash']}:{tags['mmops.data_md5']}" if flow_run_id else None,
     )
     card = publish_card(MlflowClient(), registered.name, registered.version)
     record = {

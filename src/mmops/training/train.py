@@ -5,6 +5,7 @@ which modalities it trains: it speaks only the `FusionModel` interface."""
 from __future__ import annotations
 
 import copy
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +15,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from mmops.config import TrainParams
 from mmops.models.fusion import FUSED, Features, FusionModel, Mask, all_present, build_fusion
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -110,6 +113,8 @@ def fit(
             row[f"val_loss{suffix}"] = float(F.nll_loss(val_lp[name][rows], y_val[rows]))
             row[f"val_acc{suffix}"] = float((val_lp[name][rows].argmax(1) == y_val[rows]).float().mean())
         history.append(row)
+        log.info("epoch %d/%d: train loss %.4f, val loss %.4f, val accuracy %.3f",
+                 epoch, params.epochs, train_loss, row["val_loss"], row["val_acc"])
         if row["val_loss"] < best_loss:
             best_state, best_epoch, best_loss = copy.deepcopy(served.state_dict()), epoch, row["val_loss"]
     if best_state is None:

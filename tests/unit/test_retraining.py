@@ -1,0 +1,70 @@
+"""Retraining drives the pipeline through DVC: stages in DVC's order, unchanged ones skipped,
+every output line logged, and DVC's lock refusing a second run in the same workspace."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mmops import retraining
+from tests.conftest import REPO
+
+STAGE = """
+stages:
+  double:
+    cmd: {python} -c "import pathlib; n = int(pathlib.Path('n.txt').read_text()); print('doubling', n); pathlib.Path('out.txt').write_text(str(2 * n))"
+    deps: [n.txt]
+    outs: [out.txt]
+"""
+
+
+@pytest.fixture
+def dvc_repo(tmp_path: Path) -> Path:
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=tmp_path, check=True)
+    (tmp_path / "dvc.yaml").write_text(STAGE.format(python=sys.executable))
+    (tmp_path / "n.txt").write_text("21")
+    return tmp_path
+
+
+def test_the_stages_come_in_the_order_dvc_repro_runs_them():
+    assert retraining.pipeline_stages(REPO) == list(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"])
+
+
+def test_a_stage_runs_when_its_inputs_changed_and_is_skipped_when_not(dvc_repo):
+    lines: list[str] = []
+    assert retraining.reproduce_stage(dvc_repo, "double", log=lines.append) is True
+    assert (dvc_repo / "out.txt").read_text() == "42" and "doubling 21" in lines
+    assert retraining.reproduce_stage(dvc_repo, "double", log=lines.append) is False
+    (dvc_repo / "n.txt").write_text("5")
+    assert retraining.reproduce_stage(dvc_repo, "double", log=lines.append) is True
+    assert (dvc_repo / "out.txt").read_text() == "10"
+    assert "double" in yaml.safe_load((dvc_repo / "dvc.lock").read_text())["stages"]
+
+
+def test_a_failing_stage_raises_with_its_last_lines(dvc_repo):
+    (dvc_repo / "n.txt").write_text("not a number")
+    with pytest.raises(retraining.DvcCommandFailed, match=r"(?s)repro --single-item double.*invalid literal"):
+        retraining.reproduce_stage(dvc_repo, "double", log=lambda line: None)
+
+
+def test_a_second_run_in_the_same_workspace_is_refused_by_dvcs_lock(dvc_repo):
+    from dvc.repo import Repo
+
+    repo = Repo(str(dvc_repo))
+    with repo.lock:  # what a running `dvc repro` holds
+        with pytest.raises(retraining.DvcCommandFailed, match="Unable to acquire lock"):
+            retraining.dvc(dvc_repo, "repro", "--single-item", "double", log=lambda line: None)
+    repo.close()
+    assert not (dvc_repo / "out.txt").exists()
+
+
+def test_no_remote_means_nothing_to_pull_or_push(dvc_repo):
+    assert retraining.default_remote(dvc_repo) is None
+    subprocess.run([sys.executable, "-m", "dvc", "remote", "add", "-d", "store", str(dvc_repo.parent / "store")],
+                   cwd=dvc_repo, check=True, capture_output=True)
+    assert retraining.default_remote(dvc_repo) == "store"
