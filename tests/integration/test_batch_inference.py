@@ -31,7 +31,7 @@ def test_batch_flow_scores_a_manifest_in_chunks_listing_what_it_cannot_read(proj
     rows = pd.read_csv(project / "data/metadata.csv", dtype=str, keep_default_na=False).to_dict("records")
     rows.insert(5, {**rows[0], "sample_id": "gone", "image": "images/nowhere.png"})
     rows.insert(9, {**rows[1], "sample_id": "blank", "image": "", "text": ""})
-    manifest = write_manifest(project / "data" / "to_score.csv", rows)
+    write_manifest(project / "data" / "to_score.csv", rows)
 
     # run from elsewhere, as a deployment's worker would: paths are the project's
     monkeypatch.chdir(tmp_path)

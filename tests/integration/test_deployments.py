@@ -10,7 +10,6 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,33 +18,11 @@ import yaml
 
 from tests.conftest import REPO, venv_env
 from tests.integration.conftest import git, tracking_uri
-from tests.integration.team_stack import free_port
+from tests.integration.servers import free_port, stop, wait_for_http
 
 pytestmark = pytest.mark.slow
 
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
-
-
-def _wait_for(url: str, proc: subprocess.Popen, log: Path, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the Prefect server exited:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(1)
-    raise TimeoutError(f"no answer from {url}:\n{log.read_text()[-3000:]}")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 @pytest.fixture
@@ -61,10 +38,10 @@ def prefect_env(tmp_path) -> Iterator[dict[str, str]]:
         server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
                                    "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
-        _wait_for(f"http://127.0.0.1:{port}/api/health", server, log)
+        wait_for_http(f"http://127.0.0.1:{port}/api/health", server, what="the Prefect server", log=log.read_text)
         yield env
     finally:
-        _stop(server)
+        stop(server)
 
 
 def _deployable(project: Path) -> Path:
@@ -118,7 +95,7 @@ def test_the_nightly_retraining_deployment_runs_on_a_worker_one_run_at_a_time(pr
                     break
                 time.sleep(3)
         finally:
-            _stop(worker)
+            stop(worker)
         states = [run.state.type.value for run in runs]
         assert states == ["COMPLETED", "COMPLETED"], f"{states}\n{worker_log.read_text()[-6000:]}"
 

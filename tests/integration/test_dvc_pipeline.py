@@ -134,51 +134,30 @@ def test_corrupt_image_is_rejected_by_clean_and_the_rest_goes_on(project):
 
 def test_challenger_is_served_over_http_by_mlflow(reproduced):
     """`mlflow models serve --env-manager local` serves raw inputs with no extra server code."""
-    import socket
-    import subprocess
-    import sys
-    import time
     import urllib.error
     import urllib.request
 
-    project, _ = reproduced
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mlflow_bin = str(Path(sys.executable).parent / "mlflow")
     from tests.integration.conftest import project_env
+    from tests.integration.servers import served_model
 
-    server = subprocess.Popen(
-        [mlflow_bin, "models", "serve", "-m", "models:/mmops-classifier@challenger", "--env-manager", "local",
-         "-h", "127.0.0.1", "-p", str(port)],
-        cwd=project, env=project_env(project), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    project, _ = reproduced
 
-    def post(records: dict) -> tuple[int, dict]:
+    def post(url: str, records: dict) -> tuple[int, dict]:
         body = json.dumps({"dataframe_split": records}).encode()
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", body,
-                                         {"Content-Type": "application/json"})
+        request = urllib.request.Request(f"{url}/invocations", body, {"Content-Type": "application/json"})
         try:
             with urllib.request.urlopen(request, timeout=60) as response:
                 return response.status, json.loads(response.read())
         except urllib.error.HTTPError as err:
             return err.code, json.loads(err.read())
 
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
-                break
-            except OSError:
-                assert server.poll() is None, "the server exited"
-                time.sleep(1)
+    with served_model("models:/mmops-classifier@challenger", cwd=project, env=project_env(project)) as url:
         manifest = pd.read_csv(project / "data/metadata.csv", dtype=str)
         image = base64.b64encode((project / "data" / manifest.loc[0, "image"]).read_bytes()).decode()
         labels = yaml.safe_load((project / "params.yaml").read_text())["data"]["labels"]
         for columns, row in ((["image", "text"], [image, manifest.loc[0, "text"]]), (["image"], [image]),
                              (["text"], ["red apple"])):
-            status, answer = post({"columns": columns, "data": [row]})
+            status, answer = post(url, {"columns": columns, "data": [row]})
             assert status == 200, answer
             (record,) = answer["predictions"]
             assert list(record["probabilities"]) == labels
@@ -198,9 +177,6 @@ def test_challenger_is_served_over_http_by_mlflow(reproduced):
              "record 0: 'image': unreadable image: not a PNG"),
         ]
         for records, reason in refused:
-            status, answer = post(records)
+            status, answer = post(url, records)
             assert status == 400 and reason in answer["message"], (records, answer)
             assert "stack_trace" not in answer and "Traceback" not in json.dumps(answer)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)

@@ -10,7 +10,6 @@ import base64
 import json
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -21,7 +20,8 @@ import pytest
 import yaml
 
 from tests.conftest import venv_env
-from tests.integration.team_stack import Postgres, free_port, mlflow_server, postgres
+from tests.integration.servers import served_model
+from tests.integration.team_stack import Postgres, mlflow_server, postgres
 
 pytestmark = pytest.mark.slow
 NAME = "mmops-classifier"
@@ -61,33 +61,14 @@ def _rows(db: str, query: str, *args) -> list[tuple]:
 
 def _serve(project: Path, env: dict[str, str], record: dict) -> dict:
     """`mlflow models serve` of the champion; one prediction over HTTP."""
-    port = free_port()
-    server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m", f"models:/{NAME}@champion",
-         "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
-        cwd=project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
-                break
-            except OSError:
-                assert server.poll() is None, "the model server exited"
-                assert time.monotonic() < deadline, "the model server did not come up"
-                time.sleep(1)
+    with served_model(f"models:/{NAME}@champion", cwd=project, env=env) as url:
         body = json.dumps({"dataframe_split": {"columns": list(record), "data": [list(record.values())]}})
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", body.encode(),
-                                         {"Content-Type": "application/json"})
+        request = urllib.request.Request(f"{url}/invocations", body.encode(), {"Content-Type": "application/json"})
         try:
             with urllib.request.urlopen(request, timeout=60) as response:
                 return json.loads(response.read())
         except urllib.error.HTTPError as err:
             raise AssertionError(err.read().decode()) from None
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def test_register_promote_and_serve_through_a_tracking_server_on_postgresql(project, team):

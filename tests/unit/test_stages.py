@@ -1,8 +1,6 @@
 """train and evaluate on a crafted feature cache: alignment with the split manifest, the checks
 on what made the features, and what evaluate reads and writes."""
 
-import json
-
 import pandas as pd
 import pytest
 import torch
