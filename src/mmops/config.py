@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,22 @@ class ServeParams:
 
 
 @dataclass(frozen=True)
+class ScaleParams:
+    """Where sharded work runs (`flows/featurize.py`): how many shards the manifest is cut into,
+    and on which Dask cluster. No DVC stage reads it: where features are made never changes
+    what they are, so changing it reruns nothing."""
+
+    shards: int = 2
+    dask_address: str | None = None  # None: a LocalCluster on this machine; else `tcp://host:8786`
+    local_workers: int = 2  # the LocalCluster's worker processes (one task at a time each)
+
+    def __post_init__(self) -> None:
+        if self.shards < 1 or self.local_workers < 1 or self.dask_address == "":
+            raise ValueError("params.yaml: scale needs shards >= 1, local_workers >= 1 and "
+                             "dask_address null or a scheduler address")
+
+
+@dataclass(frozen=True)
 class Params:
     data: DataParams
     modalities: tuple[ModalityParams, ...]
@@ -134,6 +151,7 @@ class Params:
     register: RegisterParams = field(default_factory=RegisterParams)
     promote: PromoteParams = field(default_factory=PromoteParams)
     serve: ServeParams = field(default_factory=ServeParams)
+    scale: ScaleParams = field(default_factory=ScaleParams)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain, JSON-able form, shaped as params.yaml (paths as strings, tuples as lists)."""
@@ -143,9 +161,11 @@ class Params:
 
     def digest(self) -> str:
         """A short stable hash of every parameter that shapes the model, for lineage tags (the
-        gate's settings do not: a model's lineage must not change when a floor does)."""
+        gate's settings and where the work ran do not: a model's lineage must not change when a
+        floor or the cluster does)."""
         raw = self.to_dict()
         raw.pop("promote")
+        raw.pop("scale")
         blob = json.dumps(raw, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -161,6 +181,10 @@ def build_section(cls: type, raw: dict[str, Any] | None, section: str) -> Any:
         raise ValueError(f"params.yaml: unknown key(s) in '{section}': {', '.join(unknown)}")
     for key, value in raw.items():
         expected = type(getattr(defaults, key))
+        if getattr(defaults, key) is None:  # optional: null, or the other type its annotation names
+            if value is None:
+                continue
+            expected = next(t for t in typing.get_args(typing.get_type_hints(cls)[key]) if t is not type(None))
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             raw[key] = float(value)
         elif not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
@@ -170,7 +194,7 @@ def build_section(cls: type, raw: dict[str, Any] | None, section: str) -> Any:
 
 def params_from_dict(raw: dict[str, Any], base: Path = Path(".")) -> Params:
     """Build `Params` from the parsed YAML; relative data paths are resolved against `base`."""
-    sections = {"data", "modalities", "split", "featurize", "train", "register", "promote", "serve"}
+    sections = {"data", "modalities", "split", "featurize", "train", "register", "promote", "serve", "scale"}
     unknown = sorted(set(raw) - sections)
     if unknown:
         raise ValueError(f"params.yaml: unknown section(s): {', '.join(unknown)}")
@@ -200,6 +224,7 @@ def params_from_dict(raw: dict[str, Any], base: Path = Path(".")) -> Params:
         register=build_section(RegisterParams, raw.get("register"), "register"),
         promote=build_section(PromoteParams, raw.get("promote"), "promote"),
         serve=build_section(ServeParams, raw.get("serve"), "serve"),
+        scale=build_section(ScaleParams, raw.get("scale"), "scale"),
     )
 
 

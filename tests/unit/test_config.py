@@ -44,6 +44,8 @@ def test_data_paths_are_relative_to_the_params_file(tmp_path: Path):
     ("train", {"dropout": True}, "'train.dropout' must be float"),
     ("data", {"labels": "Flags"}, "'data.labels' must be a list"),
     ("data", {"labels": ["Flags", "Flags"]}, "distinct"),
+    ("scale", {"shards": 0}, "shards >= 1"),
+    ("scale", {"dask_address": 8786}, "'scale.dask_address' must be str"),
 ])
 def test_wrong_values_are_refused_with_their_name(section, values, message):
     with pytest.raises(ValueError, match=message):
@@ -117,3 +119,11 @@ def test_encoder_package_versions_ignore_the_local_build_tag(monkeypatch):
 
     monkeypatch.setattr(base, "version", lambda package: "2.14.1+cu128")
     assert base.installed_version("torch") == "2.14.1"
+
+
+def test_the_dask_cluster_is_local_by_default_or_any_address_and_shapes_no_model():
+    local = params_from_dict(repo_params(scale={"dask_address": None}))
+    remote = params_from_dict(repo_params(scale={"dask_address": "tcp://10.0.0.5:8786", "shards": 16}))
+    assert local.scale.dask_address is None and local.scale.local_workers >= 1
+    assert remote.scale.dask_address == "tcp://10.0.0.5:8786" and remote.scale.shards == 16
+    assert local.digest() == remote.digest()  # where features are made is not the model's lineage

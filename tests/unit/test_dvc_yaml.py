@@ -199,3 +199,11 @@ def test_every_param_a_stage_reads_is_one_of_its_params():
                 continue
             prefixes = {".".join(parts[:i]) for i in range(1, len(parts) + 1)}
             assert prefixes & listed, f"stage {name} reads params.{chain}, not in its dvc.yaml params"
+
+
+def test_no_stage_depends_on_where_the_work_runs():
+    # params.yaml `scale:` (shards, the Dask cluster) changes where featurize runs, never what it
+    # writes: changing it must rerun nothing.
+    assert "scale" in PARAMS
+    for stage in DVC["stages"].values():
+        assert not any(ref.split(".")[0] == "scale" for ref in stage.get("params", []))

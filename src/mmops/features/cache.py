@@ -32,6 +32,11 @@ class FeatureCache:
             "encoders": self.encoders,
         })
 
+    def describe(self) -> dict[str, Any]:
+        """Samples, feature size per modality, and the precision the features were computed in."""
+        return {"samples": len(self.sample_ids), "dims": {m: t.shape[1] for m, t in self.features.items()},
+                "dtype": ",".join(sorted({identity["dtype"] for identity in self.encoders.values()}))}
+
     @classmethod
     def load(cls, path: Path) -> FeatureCache:
         raw = artifacts.load_torch(path)

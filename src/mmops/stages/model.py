@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
 from typing import Any
 
 import pandas as pd
@@ -13,33 +12,21 @@ from mmops import artifacts
 from mmops.config import Layout, Params
 from mmops.data.manifest import ID, LABEL
 from mmops.data.split import SPLITS
-from mmops.device import feature_dtype, pick_device
-
-log = logging.getLogger(__name__)
+from mmops.device import pick_device
+from mmops.features import shards
 from mmops.features.cache import FeatureCache, check_encoders
 from mmops.modalities import build_modalities
 
 
 def featurize(params: Params, layout: Layout, device: str | None = None) -> dict[str, Any]:
     """Encode every cleaned sample with each modality's frozen encoder into the feature cache,
-    with what identifies each encoder (name, package versions, input size, precision)."""
+    with what identifies each encoder (name, package versions, input size, precision). One
+    shard: `flows/featurize.py` runs the same code on many, on a Dask cluster."""
     frame = artifacts.read_csv(layout.clean_manifest)  # not the split: features do not depend on it
     dev = pick_device(device)
-    dtype = feature_dtype(params.featurize.precision, dev)
-    features, present, encoders = {}, {}, {}
-    for modality in build_modalities(params.modalities):
-        mask = torch.tensor([not modality.may_skip(v) for v in frame[modality.name]], dtype=torch.bool)
-        encode = modality.encoder(dev, dtype)
-        out = torch.zeros(len(frame), modality.feature_dim)  # an absent value's features are never used
-        log.info("featurize: encoding %d %s values on %s (%s)", int(mask.sum()), modality.name, dev, dtype)
-        if mask.any():
-            out[mask] = encode(list(frame.loc[mask.numpy(), modality.name]), batch_size=params.featurize.batch_size,
-                               load=lambda value, m=modality: m.load(value, params.data.root))
-        features[modality.name], present[modality.name] = out, mask
-        encoders[modality.name] = modality.identity(dtype)
-    FeatureCache(list(frame[ID]), features, present, encoders).save(layout.features)
-    return {"samples": len(frame), "dims": {m: t.shape[1] for m, t in features.items()},
-            "device": str(dev), "dtype": str(dtype).removeprefix("torch.")}
+    cache = shards.merge([shards.encode_shard(params, frame, dev)])
+    cache.save(layout.features)
+    return {**cache.describe(), "device": str(dev)}
 
 
 def _features_by_split(params: Params, layout: Layout) -> tuple[FeatureCache, dict[str, dict[str, Any]], pd.DataFrame]:

@@ -1,0 +1,80 @@
+"""Featurising in shards: the clean manifest cut into contiguous runs of rows, each encoded on
+its own (one process, or one Dask worker each), and the parts merged back into one feature
+cache in the manifest's order. `stages.featurize` is the same code with one shard."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+
+import pandas as pd
+import torch
+
+from mmops.config import Params
+from mmops.data.manifest import ID
+from mmops.device import feature_dtype, pick_device
+from mmops.features.cache import FeatureCache, check_encoders
+from mmops.modalities import build_modalities
+
+log = logging.getLogger(__name__)
+
+
+def shard_ranges(n_rows: int, shards: int) -> list[tuple[int, int]]:
+    """`(start, stop)` row ranges that cover `range(n_rows)` once, in order, in at most `shards`
+    runs whose sizes differ by one at most; never an empty one, except the single range of an
+    empty manifest (so there is always one shard to say which encoders would have run)."""
+    if shards < 1 or n_rows < 0:
+        raise ValueError(f"shards must be >= 1 and n_rows >= 0, got shards={shards}, n_rows={n_rows}")
+    count = max(1, min(shards, n_rows))
+    size, extra = divmod(n_rows, count)
+    bounds = [0]
+    for i in range(count):
+        bounds.append(bounds[-1] + size + (i < extra))
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def local_threads(workers: int, cores: int | None = None) -> int:
+    """Torch threads per worker for `workers` worker processes sharing this machine's cores."""
+    return max(1, (cores or os.cpu_count() or 1) // workers)
+
+
+def encode_shard(params: Params, rows: pd.DataFrame, device: torch.device | str | None = None,
+                 threads: int | None = None) -> FeatureCache:
+    """Features of `rows` (a run of the clean manifest) from each modality's frozen encoder,
+    with each encoder's identity. The device (and so the precision) is picked where this runs;
+    `threads` sets torch's threads in this process (a Dask worker's), None leaves them."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    rows = rows.reset_index(drop=True)
+    dev = pick_device(device)
+    dtype = feature_dtype(params.featurize.precision, dev)
+    features, present, encoders = {}, {}, {}
+    for modality in build_modalities(params.modalities):
+        mask = torch.tensor([not modality.may_skip(v) for v in rows[modality.name]], dtype=torch.bool)
+        out = torch.zeros(len(rows), modality.feature_dim)  # an absent value's features are never used
+        log.info("featurize: encoding %d %s values on %s (%s)", int(mask.sum()), modality.name, dev, dtype)
+        if mask.any():
+            encode = modality.encoder(dev, dtype)
+            out[mask] = encode(list(rows.loc[mask.numpy(), modality.name]), batch_size=params.featurize.batch_size,
+                               load=lambda value, m=modality: m.load(value, params.data.root))
+        features[modality.name], present[modality.name] = out, mask
+        encoders[modality.name] = modality.identity(dtype)
+    return FeatureCache(list(rows[ID]), features, present, encoders)
+
+
+def merge(parts: Sequence[FeatureCache]) -> FeatureCache:
+    """One cache from the shards' caches, concatenated in the order given. Refuses parts made
+    by different encoders (another package version or precision on one worker, say)."""
+    if not parts:
+        raise ValueError("merge: no shards to merge")
+    first = parts[0]
+    for i, part in enumerate(parts[1:], start=1):
+        check_encoders(part.encoders, first.encoders, made_by=f"shard {i}", expected_by="shard 0",
+                       remedy="every worker needs the same packages (constraints.txt) and the same kind of device")
+    return FeatureCache(
+        [sample_id for part in parts for sample_id in part.sample_ids],
+        {m: torch.cat([part.features[m] for part in parts]) for m in first.features},
+        {m: torch.cat([part.present[m] for part in parts]) for m in first.present},
+        dict(first.encoders),
+    )
