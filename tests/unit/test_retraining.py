@@ -3,6 +3,7 @@ every output line logged, and DVC's lock refusing a second run in the same works
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -31,8 +32,10 @@ def dvc_repo(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_the_stages_come_in_the_order_dvc_repro_runs_them():
-    assert retraining.pipeline_stages(REPO) == list(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"])
+def test_the_stages_come_in_the_order_dvc_repro_runs_them(dvc_repo):
+    for name in ("dvc.yaml", "params.yaml"):  # the project's pipeline, in a DVC repo of its own
+        shutil.copy(REPO / name, dvc_repo / name)
+    assert retraining.pipeline_stages(dvc_repo) == list(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"])
 
 
 def test_a_stage_runs_when_its_inputs_changed_and_is_skipped_when_not(dvc_repo):
