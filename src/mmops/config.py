@@ -47,6 +47,17 @@ class DataParams:
 
 
 @dataclass(frozen=True)
+class CleanParams:
+    # A few bad rows are rejected and recorded; more than this share of the manifest means the
+    # export itself is broken, and clean stops rather than train on what is left.
+    max_reject_fraction: float = 0.05
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.max_reject_fraction <= 1:
+            raise ValueError("params.yaml: 'clean.max_reject_fraction' must be between 0 and 1")
+
+
+@dataclass(frozen=True)
 class SplitParams:
     salt: str = "mmops-v1"
     val_fraction: float = 0.15
@@ -145,6 +156,7 @@ class ScaleParams:
 class Params:
     data: DataParams
     modalities: tuple[ModalityParams, ...]
+    clean: CleanParams = field(default_factory=CleanParams)
     split: SplitParams = field(default_factory=SplitParams)
     featurize: FeaturizeParams = field(default_factory=FeaturizeParams)
     train: TrainParams = field(default_factory=TrainParams)
@@ -194,7 +206,7 @@ def build_section(cls: type, raw: dict[str, Any] | None, section: str) -> Any:
 
 def params_from_dict(raw: dict[str, Any], base: Path = Path(".")) -> Params:
     """Build `Params` from the parsed YAML; relative data paths are resolved against `base`."""
-    sections = {"data", "modalities", "split", "featurize", "train", "register", "promote", "serve", "scale"}
+    sections = {"data", "modalities", "clean", "split", "featurize", "train", "register", "promote", "serve", "scale"}
     unknown = sorted(set(raw) - sections)
     if unknown:
         raise ValueError(f"params.yaml: unknown section(s): {', '.join(unknown)}")
@@ -218,6 +230,7 @@ def params_from_dict(raw: dict[str, Any], base: Path = Path(".")) -> Params:
     return Params(
         data=data,
         modalities=_modalities(raw.get("modalities"), data.columns),
+        clean=build_section(CleanParams, raw.get("clean"), "clean"),
         split=build_section(SplitParams, raw.get("split"), "split"),
         featurize=build_section(FeaturizeParams, raw.get("featurize"), "featurize"),
         train=build_section(TrainParams, raw.get("train"), "train"),

@@ -34,14 +34,64 @@ def row_problem(row: pd.Series, root: Path, labels: frozenset[str], modalities: 
     return None
 
 
+def shared_files(hashes: pd.Series) -> dict[str, int]:
+    """How many media files more than one kept row uses (kept: other text, same label), and those
+    rows: the groups the split never cuts apart."""
+    sizes = hashes[hashes != ""].value_counts()
+    shared = sizes[sizes > 1]
+    return {"files": int(len(shared)), "rows": int(shared.sum())}
+
+
+def over_budget(rejects: pd.DataFrame, rows: int, max_fraction: float, *, shown: int = 3) -> str | None:
+    """Why the rejects are too many to go on (more than `max_fraction` of `rows`), naming the most
+    frequent reasons with the first lines of each; None within budget."""
+    if not rows or len(rejects) / rows <= max_fraction:
+        return None
+    kinds = rejects["reason"].str.split(":").str[0]
+    parts = []
+    for kind, count in kinds.value_counts().head(shown).items():
+        lines = ", ".join(str(line) for line in rejects.loc[kinds == kind, LINE].head(shown))
+        parts.append(f"'{kind}' x{count} (line {lines}{', ...' if count > shown else ''})")
+    return (f"{len(rejects)} of {rows} rows rejected ({len(rejects) / rows:.1%}), more than "
+            f"clean.max_reject_fraction ({max_fraction:.1%}); most frequent: {'; '.join(parts)}")
+
+
+def content_problems(ids: Sequence[str], labels: Sequence[str], content: dict[str, Sequence[str]],
+                     media: Sequence[str]) -> dict[int, str]:
+    """Reasons, by position, for rows whose content repeats. `content` holds, per modality, each
+    row's normalised value or (for a media modality, named in `media`) its file's hash. The same
+    media file under different labels is ambiguous: every such row is rejected, the others named.
+    The same content in every modality under another id is a duplicate of the first such row."""
+    reasons: dict[int, str] = {}
+    for column in media:
+        by_file: dict[str, list[int]] = {}
+        for position, key in enumerate(content[column]):
+            if key:
+                by_file.setdefault(key, []).append(position)
+        for rows in by_file.values():
+            if len({labels[r] for r in rows}) > 1:
+                listed = ", ".join(f"{ids[r]} ({labels[r]})" for r in rows)
+                for r in rows:
+                    reasons[r] = f"ambiguous label: the same file is labelled differently in {listed}"
+    first: dict[tuple[str, ...], int] = {}
+    for position, key in enumerate(zip(*content.values())):
+        if position in reasons:
+            continue
+        if key in first:
+            reasons[position] = f"duplicate content: the same as {ids[first[key]]}"
+        else:
+            first[key] = position
+    return reasons
+
+
 def clean_manifest(
     frame: pd.DataFrame, root: Path, labels: tuple[str, ...], modalities: Sequence[Modality]
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split `frame` into (kept rows, rejects with a reason each). The first row of a duplicated
-    sample_id is kept; later ones are rejected. Kept values are normalised by their modality,
-    and each media file's sha256 is added (what the split groups duplicates by). An optional
-    modality may be empty (kept as ""); a row with every modality empty is rejected.
-    `frame` itself is not modified."""
+    sample_id is kept, later ones are rejected; so are rows whose content repeats
+    (`content_problems`). Kept values are normalised by their modality, and each media file's
+    sha256 is added (what the split groups duplicates by). An optional modality may be empty
+    (kept as ""); a row with every modality empty is rejected. `frame` itself is not modified."""
     allowed = frozenset(labels)
     first_line: dict[str, int] = {}
     reasons: list[str | None] = []
@@ -54,14 +104,18 @@ def clean_manifest(
                 first_line[row[ID]] = int(row[LINE])
         reasons.append(reason)
     reason_series = pd.Series(reasons, index=frame.index, dtype=object)
+    usable = frame.loc[reason_series.isna()]
+    values = {m.name: ["" if m.may_skip(v) else m.normalise(v) for v in usable[m.name]] for m in modalities}
+    hashes = {hash_column(m.name): ["" if m.may_skip(v) else m.content_key(v, root) for v in usable[m.name]]
+              for m in modalities if m.media}
+    content = {m.name: hashes[hash_column(m.name)] if m.media else values[m.name] for m in modalities}
+    repeated = content_problems(list(usable[ID]), list(usable[LABEL]), content,
+                                [m.name for m in modalities if m.media])
+    for position, reason in repeated.items():
+        reason_series[usable.index[position]] = reason
+    keep = [position not in repeated for position in range(len(usable))]
+    kept = usable.assign(**values, **hashes).loc[keep].reset_index(drop=True)
     bad = reason_series.notna()
-    kept = frame.loc[~bad].reset_index(drop=True)
-    kept = kept.assign(**{m.name: ["" if m.may_skip(v) else m.normalise(v) for v in kept[m.name]]
-                          for m in modalities})
-    kept = kept.assign(**{
-        hash_column(m.name): ["" if m.may_skip(v) else m.content_key(v, root) for v in kept[m.name]]
-        for m in modalities if m.media
-    })
     shown = [LINE, ID] + [m.name for m in modalities if m.media] + ["reason"]
     rejects = frame.loc[bad].assign(reason=reason_series[bad])[shown].reset_index(drop=True)
     return kept, rejects

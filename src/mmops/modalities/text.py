@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,16 @@ import torch
 
 from mmops.features.text import TEXT_DIM, TextEncoder
 from mmops.modalities.base import EncoderSpec, Modality, present
+
+
+def normalise_text(value: str) -> str:
+    """The text the features see, in training and in serving alike: Unicode NFKC (full-width
+    and compatibility forms folded), control characters dropped (tabs and line breaks become
+    spaces), runs of whitespace collapsed to one space, ends trimmed."""
+    value = unicodedata.normalize("NFKC", value)
+    value = "".join(" " if char.isspace() else char for char in value
+                    if char.isspace() or unicodedata.category(char) != "Cc")
+    return " ".join(value.split())
 
 
 @dataclass(frozen=True)
@@ -36,10 +47,10 @@ class TextModality(Modality):
                                                  "tokenizers", "torch"))}
 
     def check(self, value: str, root: Path) -> str | None:
-        return None if present(value) and isinstance(value, str) else "empty text"
+        return None if isinstance(value, str) and normalise_text(value) else "empty text"
 
     def normalise(self, value: str) -> str:
-        return value.strip()
+        return normalise_text(value)
 
     def load(self, value: str, root: Path) -> str:
         return self.normalise(value)
@@ -55,7 +66,7 @@ class TextModality(Modality):
             return None
         if not isinstance(value, str):
             raise ValueError(f"must be a string, got {type(value).__name__}")
-        return self.normalise(value)
+        return self.normalise(value) or None  # nothing left (only control characters): absent
 
     def to_request(self, value: str, root: Path) -> str:
         return value

@@ -8,7 +8,7 @@ import pandas as pd
 
 from mmops import artifacts
 from mmops.config import Layout, Params
-from mmops.data.clean import clean_manifest, hash_column
+from mmops.data.clean import clean_manifest, hash_column, over_budget, shared_files
 from mmops.data.manifest import read_manifest, require_columns, source_names
 from mmops.data.split import SPLITS, assign_splits
 from mmops.modalities import build_modalities
@@ -40,15 +40,20 @@ def clean(params: Params, layout: Layout) -> dict[str, Any]:
     """Keep usable rows, record every dropped row with its reason, and count them."""
     frame = _raw_manifest(params)
     require_columns(frame, params.data.manifest, source_names(params.data, params.modalities))
-    kept, rejects = clean_manifest(frame, params.data.root, params.data.labels, build_modalities(params.modalities))
+    modalities = build_modalities(params.modalities)
+    kept, rejects = clean_manifest(frame, params.data.root, params.data.labels, modalities)
     summary = {
         "rows": len(frame),
         "kept": len(kept),
         "rejected": len(rejects),
         "rejected_by_reason": rejects["reason"].str.split(":").str[0].value_counts().to_dict(),
+        "shared_media": {m.name: shared_files(kept[hash_column(m.name)]) for m in modalities if m.media},
     }
+    artifacts.write_csv(layout.rejects, rejects)  # written either way: it is what to read when clean stops
+    problem = over_budget(rejects, len(frame), params.clean.max_reject_fraction)
+    if problem:
+        raise ValueError(f"{params.data.manifest}: {problem}. Every reject and its reason: {layout.rejects}")
     artifacts.write_csv(layout.clean_manifest, kept)
-    artifacts.write_csv(layout.rejects, rejects)
     artifacts.write_json(layout.clean_metrics, summary)
     return summary
 

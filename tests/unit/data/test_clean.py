@@ -3,6 +3,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from mmops import stages
 from mmops.config import Layout
@@ -15,6 +16,11 @@ def _clean(params, max_pixels=4_000_000):
     specs = [dataclasses.replace(m, options={**m.options, "max_pixels": max_pixels}) if m.name == "image" else m
              for m in params.modalities]
     return clean_manifest(raw_frame(params), params.data.root, params.data.labels, build_modalities(specs))
+
+
+def _budget(params, fraction: float = 1.0):
+    """`params` with a reject budget of `fraction` (a tiny manifest's one bad row is already 17%)."""
+    return dataclasses.replace(params, clean=dataclasses.replace(params.clean, max_reject_fraction=fraction))
 
 
 def _reasons(rejects: pd.DataFrame) -> dict[str, str]:
@@ -90,7 +96,7 @@ def test_clean_stage_writes_manifest_rejects_and_counts_by_kind(tiny_params, tin
     tiny_rows[4]["sample_id"] = "s0"
     write_manifest(tiny_params.data.manifest, tiny_rows)
     layout = Layout(tmp_path / "artifacts")
-    summary = stages.clean(tiny_params, layout)
+    summary = stages.clean(_budget(tiny_params), layout)
     assert summary["kept"] == 3 and summary["rejected"] == 3
     assert json.loads(layout.clean_metrics.read_text())["rejected_by_reason"] == {
         "unreadable image": 1, "duplicate sample_id": 2,
@@ -124,3 +130,60 @@ def test_a_row_with_every_modality_empty_is_rejected(tiny_params, tiny_rows):
         dataclasses.replace(m, required=False) for m in tiny_params.modalities))
     kept, rejects = clean_manifest(raw_frame(params), params.data.root, params.data.labels, modalities_of(params))
     assert _reasons(rejects) == {"s2": "no modality: every one is empty"} and len(kept) == 5
+
+
+def test_the_same_content_under_another_id_is_kept_once_naming_the_kept_id(tiny_params, tiny_rows):
+    tiny_rows[3]["text"] = "  thing\tnumber 0 "  # s3's image is byte-identical to s0's; now its text too, once normalised
+    write_manifest(tiny_params.data.manifest, tiny_rows)
+    kept, rejects = _clean(tiny_params)
+    assert _reasons(rejects) == {"s3": "duplicate content: the same as s0"}
+    assert "s0" in set(kept["sample_id"])
+
+
+def test_the_same_image_under_conflicting_labels_rejects_every_one_of_them(tiny_params, tiny_rows):
+    tiny_rows[4]["label"] = TINY_LABELS[2]  # s4's image is byte-identical to s1's, labelled TINY_LABELS[1]
+    write_manifest(tiny_params.data.manifest, tiny_rows)
+    kept, rejects = _clean(tiny_params)
+    listed = f"s1 ({TINY_LABELS[1]}), s4 ({TINY_LABELS[2]})"
+    assert _reasons(rejects) == {s: f"ambiguous label: the same file is labelled differently in {listed}"
+                                 for s in ("s1", "s4")}
+    assert list(kept["sample_id"]) == ["s0", "s2", "s3", "s5"]
+
+
+def test_the_same_image_with_other_text_and_the_same_label_is_kept(tiny_params):
+    kept, rejects = _clean(tiny_params)  # s0 and s3: one image, two texts, one label
+    assert rejects.empty and {"s0", "s3"} <= set(kept["sample_id"])
+    assert kept.loc[kept["sample_id"] == "s0", "image_sha256"].item() == \
+        kept.loc[kept["sample_id"] == "s3", "image_sha256"].item()
+
+
+def test_clean_counts_rejects_by_reason_and_the_files_rows_share(tiny_params, tiny_rows, tmp_path):
+    tiny_rows[4]["label"] = TINY_LABELS[2]  # s1 and s4: one image, two labels
+    write_manifest(tiny_params.data.manifest, tiny_rows)
+    summary = stages.clean(_budget(tiny_params), Layout(tmp_path / "artifacts"))
+    assert summary["rejected_by_reason"] == {"ambiguous label": 2}
+    assert summary["shared_media"] == {"image": {"files": 2, "rows": 4}}  # s0+s3, s2+s5
+
+
+def test_rejects_within_the_budget_are_recorded_and_the_good_rows_kept(tiny_params, tiny_rows, tmp_path):
+    tiny_rows[2]["image"] = "images/gone.png"
+    write_manifest(tiny_params.data.manifest, tiny_rows)
+    layout = Layout(tmp_path / "artifacts")
+    assert stages.clean(_budget(tiny_params, 0.2), layout)["kept"] == 5  # 1 of 6: 16.7%
+    assert len(pd.read_csv(layout.clean_manifest)) == 5
+
+
+def test_more_rejects_than_the_budget_stop_clean_naming_the_top_reasons_and_their_lines(tiny_params, tiny_rows,
+                                                                                       tmp_path):
+    tiny_rows[1]["image"] = "images/gone.png"
+    tiny_rows[2]["image"] = "images/gone.png"
+    tiny_rows[4]["text"] = "\x00"
+    write_manifest(tiny_params.data.manifest, tiny_rows)
+    layout = Layout(tmp_path / "artifacts")
+    with pytest.raises(ValueError) as stopped:
+        stages.clean(tiny_params, layout)  # 3 of 6 rows > 5%
+    message = str(stopped.value)
+    assert "3 of 6 rows rejected (50.0%), more than clean.max_reject_fraction (5.0%)" in message
+    assert "'image file not found' x2 (line 3, 4)" in message and "'empty text' x1 (line 6)" in message
+    assert str(tiny_params.data.manifest) in message and str(layout.rejects) in message
+    assert len(pd.read_csv(layout.rejects)) == 3 and not layout.clean_manifest.exists()
