@@ -52,7 +52,8 @@ def test_sample_matches_the_md5_in_data_dvc(sample_dir: Path, tmp_path: Path):
 def test_sample_passes_validation_and_cleaning_rejects_nothing(sample_dir: Path):
     params = make_params(sample_dir)
     frame = raw_frame(params)
-    assert validate_manifest(frame, params.data, modalities_of(params)).failures == []
+    report = validate_manifest(frame, params.data, modalities_of(params))
+    assert report.failures == [] and report.warnings == []
     kept, rejects = clean_manifest(frame, params.data.root, params.data.labels, modalities_of(params))
     assert len(kept) == 1906 and rejects.empty
 

@@ -109,27 +109,31 @@ def test_repro_stops_at_validate_naming_the_missing_column(project):
     assert not (project / "artifacts/clean").exists()
 
 
-def test_repro_stops_at_validate_naming_the_missing_file_and_line(project):
-    (project / "data/images").joinpath(sorted(p.name for p in (project / "data/images").iterdir())[0]).unlink()
+def test_repro_stops_at_validate_naming_a_class_left_without_rows(project):
+    manifest = pd.read_csv(project / "data/metadata.csv", dtype=str)
+    write_manifest(project / "data/metadata.csv", manifest[manifest["label"] != "Flags"].to_dict("records"))
     dvc(project, "add", "-q", "data")
     result = dvc(project, "repro", check=False)
     assert result.returncode != 0
-    assert "file not found" in result.stderr and "line " in result.stderr
+    assert "no rows for the configured class(es) 'Flags'" in result.stderr
+    assert not (project / "artifacts/clean").exists()
 
 
-def test_corrupt_image_is_rejected_by_clean_and_the_rest_goes_on(project):
+def test_a_corrupt_and_a_missing_image_are_rejected_by_clean_and_the_rest_goes_on(project):
     manifest = pd.read_csv(project / "data/metadata.csv", dtype=str)
     victim = project / "data" / manifest.loc[3, "image"]
     victim.write_bytes(victim.read_bytes()[:50])
+    (project / "data" / manifest.loc[5, "image"]).unlink()
     dvc(project, "add", "-q", "data")
-    git(project, "commit", "-qam", "corrupt one image")
+    git(project, "commit", "-qam", "corrupt one image, lose another")
     result = dvc(project, "repro", "featurize", check=False)
     assert result.returncode == 0, result.stderr
     rejects = pd.read_csv(project / "artifacts/clean/rejects.csv", dtype=str)
-    assert list(rejects["sample_id"]) == [manifest.loc[3, "sample_id"]]
+    assert list(rejects["sample_id"]) == [manifest.loc[3, "sample_id"], manifest.loc[5, "sample_id"]]
     assert rejects.loc[0, "reason"].startswith("unreadable image")
+    assert rejects.loc[1, "reason"] == "image file not found"
     kept = pd.read_csv(project / "artifacts/clean/manifest.csv", dtype=str)
-    assert len(kept) == len(manifest) - 1
+    assert len(kept) == len(manifest) - 2
 
 
 def test_challenger_is_served_over_http_by_mlflow(reproduced):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -33,9 +34,11 @@ def read_manifest(path: Path, names: dict[str, str]) -> pd.DataFrame:
     if not path.is_file():
         raise ManifestError(f"{path}: manifest not found")
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+        # utf-8-sig: a byte-order mark (spreadsheet exports) is dropped, not glued to the first column name
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except UnicodeDecodeError as err:
-        raise ManifestError(f"{path}: not UTF-8 text (byte {err.start}): {err.reason}") from err
+        line = path.read_bytes()[:err.start].count(b"\n") + 1
+        raise ManifestError(f"{path}: line {line}: not UTF-8 text (byte {err.start}): {err.reason}") from err
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         raise ManifestError(f"{path}: malformed CSV: {err}") from err
     frame = frame.rename(columns={source: key for key, source in names.items()})
@@ -49,14 +52,20 @@ def record_lines(path: Path) -> list[int]:
     """The line each data record starts on, as an editor numbers them: blank lines are skipped
     and a quoted field may span lines (as pandas parses them)."""
     starts: list[int] = []
-    with Path(path).open(newline="", encoding="utf-8") as fh:
-        reader = csv.reader(fh)
-        next(reader, None)  # header
-        previous = reader.line_num
-        for record in reader:
-            if record:
-                starts.append(previous + 1)
+    # the csv module refuses fields over 128 KiB by default; pandas has already read them, and a
+    # long cell is for the row's checks to reject, not a reason to lose track of lines
+    limit = csv.field_size_limit(sys.maxsize)
+    try:
+        with Path(path).open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh)
+            next(reader, None)  # header
             previous = reader.line_num
+            for record in reader:
+                if record:
+                    starts.append(previous + 1)
+                previous = reader.line_num
+    finally:
+        csv.field_size_limit(limit)
     return starts
 
 

@@ -26,7 +26,13 @@ def normalise_text(value: str) -> str:
 
 @dataclass(frozen=True)
 class TextOptions:
-    """No options yet."""
+    # the encoder reads 256 tokens (about 1,000 characters); a cell far longer is an export gone
+    # wrong (a whole file pasted into one field), not a caption
+    max_chars: int = 10_000
+
+    def __post_init__(self) -> None:
+        if self.max_chars < 1:
+            raise ValueError("params.yaml: modality 'text' needs max_chars >= 1")
 
 
 class TextFeaturizer:
@@ -47,7 +53,12 @@ class TextModality(Modality):
                                                  "tokenizers", "torch"))}
 
     def check(self, value: str, root: Path) -> str | None:
-        return None if isinstance(value, str) and normalise_text(value) else "empty text"
+        text = normalise_text(value) if isinstance(value, str) else ""
+        if not text:
+            return "empty text"
+        if len(text) > self.options.max_chars:
+            return f"text too long: {len(text)} characters (max_chars {self.options.max_chars})"
+        return None
 
     def normalise(self, value: str) -> str:
         return normalise_text(value)

@@ -20,20 +20,22 @@ def _raw_manifest(params: Params) -> pd.DataFrame:
 
 def validate(params: Params, layout: Layout) -> dict[str, Any]:
     """Run the Great Expectations suite on the raw manifest; write the result (JSON and a
-    readable HTML page); stop on violations."""
-    from mmops.data.validate import ValidationError, render_html, validate_manifest
+    readable HTML page); stop on problems with the manifest as a whole. Row problems are listed
+    and left to `clean`, which rejects those rows within its budget."""
+    from mmops.data.expectations import render_html
+    from mmops.data.validate import ValidationError, validate_manifest
 
     frame = _raw_manifest(params)
     report = validate_manifest(frame, params.data, build_modalities(params.modalities))
     artifacts.write_json(layout.validation, report.to_dict())
-    artifacts.write_text(layout.validation_report, render_html(report, str(params.data.manifest)))
+    artifacts.write_text(layout.validation_report, render_html([report], str(params.data.manifest)))
     if not report.success:
         listed = "\n  ".join(report.failures)
         raise ValidationError(
             f"{params.data.manifest} failed validation ({len(report.failures)} problem(s)):\n  {listed}\n"
             f"(report: {layout.validation_report})"
         )
-    return {"rows": len(frame), "success": True}
+    return {"rows": len(frame), "success": True, "row_problems": len(report.warnings)}
 
 
 def clean(params: Params, layout: Layout) -> dict[str, Any]:

@@ -33,7 +33,7 @@ def test_extra_field_error_names_the_line(tmp_path: Path):
 def test_non_utf8_manifest_is_refused_with_its_name(tmp_path: Path):
     path = tmp_path / "m.csv"
     path.write_bytes(b"sample_id,image,text,label\na,x.png,caf\xe9,Flags\n")
-    with pytest.raises(ManifestError, match=r"m\.csv: not UTF-8"):
+    with pytest.raises(ManifestError, match=r"m\.csv: line 2: not UTF-8"):
         read_manifest(path, NAMES)
 
 
