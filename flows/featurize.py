@@ -29,6 +29,7 @@ from mmops import artifacts
 from mmops.config import Layout, ScaleParams, load_params
 from mmops.features import shards
 from mmops.retraining import dvc
+from mmops.stages.model import check_feature_cache
 
 PROJECT = Path(__file__).resolve().parents[1]  # the checkout this file is in: runs from any directory
 
@@ -58,15 +59,17 @@ def task_runner(scale: ScaleParams) -> DaskTaskRunner:
 
 
 @flow(name="mmops-featurize-shards")
-def encode_shards(params_file: str, manifest: str, out: str, count: int, threads: int | None) -> dict[str, Any]:
-    """One task per shard of `manifest` on this flow's task runner; the parts merged in order."""
-    params = load_params(Path(params_file))
-    frame = artifacts.read_csv(Path(manifest))
+def encode_shards(params_file: str, artifacts_dir: str, count: int, threads: int | None) -> dict[str, Any]:
+    """One task per shard of the clean manifest on this flow's task runner; the parts merged in
+    order, checked by the feature cache's suite, and saved where `dvc repro` saves them."""
+    params, layout = load_params(Path(params_file)), Layout(Path(artifacts_dir))
+    frame = artifacts.read_csv(layout.clean_manifest)
     ranges = shards.shard_ranges(len(frame), count)
     futures = [encode.with_options(task_run_name=f"encode-rows-{start}-{stop}")
                .submit(params, frame.iloc[start:stop], threads=threads) for start, stop in ranges]
     cache = shards.merge([future.result() for future in futures])  # in shard order, whichever ends first
-    cache.save(Path(out))  # atomic: complete or absent
+    check_feature_cache(cache, frame, params, layout)
+    cache.save(layout.features)  # atomic: complete or absent
     return {**cache.describe(), "shards": len(ranges)}
 
 
@@ -93,7 +96,7 @@ def featurize(project_dir: str | None = None, params_path: str = "params.yaml", 
         threads = None if scale.dask_address else shards.local_threads(scale.local_workers)
         with dask.config.set(NO_PRE_SPAWN_ENV):
             result = encode_shards.with_options(task_runner=task_runner(scale))(
-                str(params_file), str(layout.clean_manifest), str(layout.features), scale.shards, threads)
+                str(params_file), str(layout.root), scale.shards, threads)
         where = scale.dask_address or f"a LocalCluster of {scale.local_workers} worker(s)"
         print(f"featurized {result['samples']} samples in {result['shards']} shard(s) on {where}: {layout.features}")
         declared = (root / "dvc.yaml").exists() and params_file == root / "params.yaml" \

@@ -56,6 +56,9 @@ def repo_params(**sections) -> dict:
 
 
 def make_params(root: Path, labels: list[str] | None = None, **sections) -> Params:
+    """Params for a dataset in `root`. Tiny datasets have two rows a class: the cleaned suite's
+    per-class floor is 1 unless `clean` says otherwise."""
+    sections["clean"] = {"min_per_class": 1, **sections.get("clean", {})}
     data = {"root": str(root), "manifest": str(root / "metadata.csv")}
     if labels is not None:
         data["labels"] = labels

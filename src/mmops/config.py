@@ -51,10 +51,14 @@ class CleanParams:
     # A few bad rows are rejected and recorded; more than this share of the manifest means the
     # export itself is broken, and clean stops rather than train on what is left.
     max_reject_fraction: float = 0.05
+    # The cleaned manifest's suite: every configured class keeps at least this many rows.
+    min_per_class: int = 5
 
     def __post_init__(self) -> None:
         if not 0 <= self.max_reject_fraction <= 1:
             raise ValueError("params.yaml: 'clean.max_reject_fraction' must be between 0 and 1")
+        if self.min_per_class < 1:
+            raise ValueError("params.yaml: 'clean.min_per_class' must be at least 1")
 
 
 @dataclass(frozen=True)
@@ -308,12 +312,20 @@ class Layout:
         return self.root / "clean" / "metrics.json"
 
     @property
+    def clean_expectations(self) -> Path:
+        return self.root / "clean" / "expectations.json"
+
+    @property
     def split_manifest(self) -> Path:
         return self.root / "split" / "manifest.csv"
 
     @property
     def features(self) -> Path:
         return self.root / "featurize" / "features.pt"
+
+    @property
+    def feature_expectations(self) -> Path:
+        return self.root / "featurize" / "expectations.json"
 
     @property
     def model(self) -> Path:
@@ -338,6 +350,10 @@ class Layout:
     @property
     def register_inputs(self) -> Path:
         return self.root / "register" / "inputs.json"
+
+    @property
+    def data_report(self) -> Path:
+        return self.root / "register" / "data_report.html"
 
     @property
     def registered(self) -> Path:

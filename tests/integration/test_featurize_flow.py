@@ -4,6 +4,7 @@ features one process writes, in the same order, and dvc.lock records them."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 
@@ -51,8 +52,11 @@ def test_featurize_on_two_dask_workers_equals_one_process_and_is_committed_to_dv
 
     # dvc.lock records the output the flow wrote, so `dvc repro` would not run featurize again
     lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]["featurize"]
-    [out] = lock["outs"]
-    assert out["path"] == "artifacts/featurize/features.pt"
-    assert out["md5"] == hashlib.md5(layout.features.read_bytes()).hexdigest()
+    out = {o["path"]: o for o in lock["outs"]}
+    assert out["artifacts/featurize/features.pt"]["md5"] == hashlib.md5(layout.features.read_bytes()).hexdigest()
+    # the feature cache's suite ran on the merged shards, as it does in `dvc repro`
+    assert json.loads(layout.feature_expectations.read_text())["success"] is True
+    assert out["artifacts/featurize/expectations.json"]["md5"] == \
+        hashlib.md5(layout.feature_expectations.read_bytes()).hexdigest()
     assert "scale" not in lock["params"]["params.yaml"]
     assert "up to date" in dvc(project, "status", "featurize").stdout

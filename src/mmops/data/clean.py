@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -90,7 +91,7 @@ def clean_manifest(
     """Split `frame` into (kept rows, rejects with a reason each). The first row of a duplicated
     sample_id is kept, later ones are rejected; so are rows whose content repeats
     (`content_problems`). Kept values are normalised by their modality, and each media file's
-    sha256 is added (what the split groups duplicates by). An optional modality may be empty
+    sha256 is added (what the split groups duplicates by), and each modality's `facts` as columns. An optional modality may be empty
     (kept as ""); a row with every modality empty is rejected. `frame` itself is not modified."""
     allowed = frozenset(labels)
     first_line: dict[str, int] = {}
@@ -108,13 +109,18 @@ def clean_manifest(
     values = {m.name: ["" if m.may_skip(v) else m.normalise(v) for v in usable[m.name]] for m in modalities}
     hashes = {hash_column(m.name): ["" if m.may_skip(v) else m.content_key(v, root) for v in usable[m.name]]
               for m in modalities if m.media}
+    facts: dict[str, list[Any]] = {}
+    for m in modalities:
+        for position, value in enumerate(usable[m.name]):
+            for fact, measured in ({} if m.may_skip(value) else m.facts(value, root)).items():
+                facts.setdefault(f"{m.name}_{fact}", [None] * len(usable))[position] = measured
     content = {m.name: hashes[hash_column(m.name)] if m.media else values[m.name] for m in modalities}
     repeated = content_problems(list(usable[ID]), list(usable[LABEL]), content,
                                 [m.name for m in modalities if m.media])
     for position, reason in repeated.items():
         reason_series[usable.index[position]] = reason
     keep = [position not in repeated for position in range(len(usable))]
-    kept = usable.assign(**values, **hashes).loc[keep].reset_index(drop=True)
+    kept = usable.assign(**values, **hashes, **facts).loc[keep].reset_index(drop=True)
     bad = reason_series.notna()
     shown = [LINE, ID] + [m.name for m in modalities if m.media] + ["reason"]
     rejects = frame.loc[bad].assign(reason=reason_series[bad])[shown].reset_index(drop=True)

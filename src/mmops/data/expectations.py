@@ -108,11 +108,16 @@ def _generic_lines(item: Any, column: str | None, index_column: str, names: Mapp
         observed = item.result.get("observed_value")
         return [f"{shown or 'table'}: {kind.removeprefix('expect_').replace('_', ' ')} (observed {observed!r})"]
     prefix = "line" if index_column == "line" else index_column
-    lines = [f"{prefix} {row[index_column]}: {shown} {row.get(column)!r}: {_WHAT.get(kind, kind)}"
+    lines = [f"{prefix} {_plain(row[index_column])}: {shown} {_plain(row.get(column))!r}: {_WHAT.get(kind, kind)}"
              for row in rows[:max_rows]]
     if len(rows) > max_rows:
         lines.append(f"... and {len(rows) - max_rows} more for '{shown}'")
     return lines
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds (so messages read `False`, not `np.False_`)."""
+    return value.item() if hasattr(value, "item") else value
 
 
 def render_html(results: Sequence[SuiteResult], title: str) -> str:

@@ -51,6 +51,9 @@ class Modality(ABC):
     name: ClassVar[str]
     media: ClassVar[bool]  # values are files under data.root (their bytes identify duplicates)
     feature_dim: ClassVar[int]
+    # the L2 norm a sound feature vector has (the feature cache's suite checks it): outside it,
+    # the encoder collapsed (all zeros) or blew up
+    feature_norm: ClassVar[tuple[float, float]]
     Options: ClassVar[type]  # a frozen dataclass of the entry's own options
     encoders: ClassVar[dict[str, EncoderSpec]]
 
@@ -85,6 +88,16 @@ class Modality(ABC):
         """A hash of the value's content (media files), so duplicates can be grouped; None if
         the modality has no content apart from the manifest."""
         return None
+
+    def facts(self, value: str, root: Path) -> dict[str, Any]:
+        """Facts about a usable value that Great Expectations cannot compute itself (an image's
+        size, mode, bytes), stored as `<modality>_<fact>` columns of the cleaned manifest."""
+        return {}
+
+    def expectations(self) -> list[Any]:
+        """Great Expectations expectations on this modality's columns of the cleaned manifest
+        (its facts among them), beyond the ones every modality gets."""
+        return []
 
     @abstractmethod
     def load(self, value: str, root: Path) -> Any:

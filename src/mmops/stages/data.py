@@ -11,6 +11,7 @@ from mmops.config import Layout, Params
 from mmops.data.clean import clean_manifest, hash_column, over_budget, shared_files
 from mmops.data.manifest import read_manifest, require_columns, source_names
 from mmops.data.split import SPLITS, assign_splits
+from mmops.data.suites import check_cleaned
 from mmops.modalities import build_modalities
 
 
@@ -55,6 +56,11 @@ def clean(params: Params, layout: Layout) -> dict[str, Any]:
     problem = over_budget(rejects, len(frame), params.clean.max_reject_fraction)
     if problem:
         raise ValueError(f"{params.data.manifest}: {problem}. Every reject and its reason: {layout.rejects}")
+    suite = check_cleaned(kept, rejects, params.data, params.clean, modalities, str(layout.clean_manifest))
+    artifacts.write_json(layout.clean_expectations, suite.to_dict())
+    if not suite.success:
+        listed = "\n  ".join(suite.failures)
+        raise ValueError(f"the cleaned manifest fails its suite ({len(suite.failures)} problem(s)):\n  {listed}")
     artifacts.write_csv(layout.clean_manifest, kept)
     artifacts.write_json(layout.clean_metrics, summary)
     return summary

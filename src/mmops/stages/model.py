@@ -25,8 +25,20 @@ def featurize(params: Params, layout: Layout, device: str | None = None) -> dict
     frame = artifacts.read_csv(layout.clean_manifest)  # not the split: features do not depend on it
     dev = pick_device(device)
     cache = shards.merge([shards.encode_shard(params, frame, dev)])
+    check_feature_cache(cache, frame, params, layout)
     cache.save(layout.features)
     return {**cache.describe(), "device": str(dev)}
+
+
+def check_feature_cache(cache: FeatureCache, cleaned: pd.DataFrame, params: Params, layout: Layout) -> None:
+    """The feature cache's suite, written to its JSON; raises (the cache unsaved) on a violation."""
+    from mmops.data.suites import check_features
+
+    suite = check_features(cache, cleaned, build_modalities(params.modalities), str(layout.features))
+    artifacts.write_json(layout.feature_expectations, suite.to_dict())
+    if not suite.success:
+        listed = "\n  ".join(suite.failures)
+        raise ValueError(f"the feature cache fails its suite ({len(suite.failures)} problem(s)):\n  {listed}")
 
 
 def _features_by_split(params: Params, layout: Layout) -> tuple[FeatureCache, dict[str, dict[str, Any]], pd.DataFrame]:

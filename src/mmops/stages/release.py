@@ -24,6 +24,16 @@ def dvc_file_of(params: Params) -> Path:
     return dvc_file
 
 
+def write_data_report(params: Params, layout: Layout) -> Path:
+    """One offline HTML page of the three suites' results (raw manifest, cleaned manifest,
+    feature cache), logged with the run."""
+    from mmops.data.expectations import SuiteResult, render_html
+
+    results = [SuiteResult.from_dict(json.loads(path.read_text()))
+               for path in (layout.validation, layout.clean_expectations, layout.feature_expectations)]
+    return artifacts.write_text(layout.data_report, render_html(results, f"Data checks: {params.data.manifest}"))
+
+
 def _committed(commit: str) -> bool:
     return commit != "unknown" and not commit.endswith("-dirty")
 
@@ -47,6 +57,7 @@ def register(params: Params, layout: Layout, *, stage: str = "register", flow_ru
         "model_name": params.register.model_name, "alias": params.register.alias,
         "params_hash": tags["mmops.params_hash"], "data_md5": tags["mmops.data_md5"],
     })
+    write_data_report(params, layout)
     if params.register.require_committed and not _committed(tags["mmops.git_commit"]):
         record = {"registered": False, "reason": f"the tree has uncommitted changes (git status) or is not a git "
                   f"repository ({tags['mmops.git_commit']}): commit them, then `mmops stage register`", **tags}
@@ -71,7 +82,8 @@ def register(params: Params, layout: Layout, *, stage: str = "register", flow_ru
         encoder_packages=[p for m in modalities for p in m.encoders[m.spec.encoder].packages],
         # the split manifest: the gate scores champion and challenger on this exact test split
         artifacts=[layout.metrics, layout.confusion, layout.predictions, layout.validation,
-                   layout.validation_report, layout.rejects, layout.clean_metrics, layout.split_manifest],
+                   layout.validation_report, layout.rejects, layout.clean_metrics, layout.clean_expectations,
+                   layout.feature_expectations, layout.data_report, layout.split_manifest],
         code_dir=Path(mmops.__file__).parent,
         model_config=dataclasses.asdict(params.serve),
         # a retried registration inside one flow run finishes the first attempt's version

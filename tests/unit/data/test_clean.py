@@ -159,6 +159,8 @@ def test_the_same_image_with_other_text_and_the_same_label_is_kept(tiny_params):
 
 def test_clean_counts_rejects_by_reason_and_the_files_rows_share(tiny_params, tiny_rows, tmp_path):
     tiny_rows[4]["label"] = TINY_LABELS[2]  # s1 and s4: one image, two labels
+    write_png(tiny_params.data.root / "images" / "s6.png", (9, 9, 9, 255))  # Flags keeps a row
+    tiny_rows.append({"sample_id": "s6", "image": "images/s6.png", "text": "six", "label": TINY_LABELS[1]})
     write_manifest(tiny_params.data.manifest, tiny_rows)
     summary = stages.clean(_budget(tiny_params), Layout(tmp_path / "artifacts"))
     assert summary["rejected_by_reason"] == {"ambiguous label": 2}

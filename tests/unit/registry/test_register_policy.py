@@ -4,8 +4,9 @@ import subprocess
 
 from mlflow import MlflowClient
 
-from mmops import stages
+from mmops import artifacts, stages
 from mmops.config import Layout
+from mmops.data.expectations import SuiteResult
 from tests.conftest import TINY_LABELS, make_params
 
 
@@ -26,8 +27,10 @@ def test_register_on_an_uncommitted_tree_records_why_and_registers_nothing(tmp_p
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     layout = Layout(tmp_path / "artifacts")
+    for path in (layout.validation, layout.clean_expectations, layout.feature_expectations):  # the suites ran
+        artifacts.write_json(path, SuiteResult(path.parent.name, str(path), True, [], [], []).to_dict())
     record = stages.register(make_params(tmp_path / "data", labels=TINY_LABELS), layout)
     assert record["registered"] is False and "uncommitted changes" in record["reason"]
     assert record["mmops.git_commit"].endswith("-dirty")
-    assert layout.registered.exists()
+    assert layout.registered.exists() and layout.data_report.exists()  # DVC outputs, written either way
     assert MlflowClient(uri).search_registered_models() == []
