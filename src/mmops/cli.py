@@ -37,10 +37,30 @@ def _stage(args: argparse.Namespace) -> int:
 
 
 def _sample(args: argparse.Namespace) -> int:
-    from mmops.data.sample import ensure_sample
+    from mmops.data.sample import DEFAULT_VENDOR, build_vendor_sample, ensure_sample
 
+    if args.vendor != DEFAULT_VENDOR or args.out:
+        if not args.out:
+            raise ValueError(f"--vendor {args.vendor} builds a shift set into its own folder: give --out DIR")
+        print(build_vendor_sample(args.vendor, Path(args.out), Path(args.cache), data_dir=Path(args.data)))
+        return 0
     print(ensure_sample(Path(args.data), Path(args.cache), dvc_file=Path(args.dvc_file)))
     return 0
+
+
+def _drift(args: argparse.Namespace) -> int:
+    from mmops.data.drift import check_manifest, load_profile, render_markdown
+
+    params = load_params(args.params)
+    reference = Path(args.reference)
+    report = check_manifest(params, Path(args.manifest), load_profile(reference), params.drift,
+                            root=Path(args.root) if args.root else None, device=args.device)
+    print(render_markdown(report, f"Drift of {args.manifest} against {reference}"))
+    if args.out:
+        from mmops import artifacts
+
+        artifacts.write_json(Path(args.out), report.to_dict())
+    return 3 if report.drifted else 0
 
 
 def _summary(args: argparse.Namespace) -> int:
@@ -161,11 +181,24 @@ def build_parser() -> argparse.ArgumentParser:
     stage.add_argument("--device", default=None, help="override the automatic choice (cuda/cpu)")
     stage.set_defaults(func=_stage)
 
-    sample = sub.add_parser("sample", help="materialise the sample dataset into data/ as data.dvc records it")
+    sample = sub.add_parser("sample", help="materialise the sample dataset into data/ as data.dvc records it; "
+                            "with --vendor twitter --out DIR, the same emoji in Twitter's art (a shift set)")
     sample.add_argument("--data", default="data")
     sample.add_argument("--cache", default=".cache/npm")
     sample.add_argument("--dvc-file", default="data.dvc")
+    sample.add_argument("--vendor", default="google", help="whose emoji art: google (data/) or twitter")
+    sample.add_argument("--out", default=None, help="a new folder, outside data/, for another vendor's sample")
     sample.set_defaults(func=_sample)
+
+    drift = sub.add_parser("drift", help="compare a manifest (another data version) with the last training's "
+                           "reference profile; exit 3 when it drifted")
+    drift.add_argument("manifest", help="a manifest CSV with the columns params.yaml names")
+    drift.add_argument("--root", default=None, help="where its media paths start (default: the manifest's folder)")
+    drift.add_argument("--reference", default="artifacts/train/reference.json")
+    drift.add_argument("--out", default=None, help="also write the report as JSON here")
+    drift.add_argument("--params", default="params.yaml")
+    drift.add_argument("--device", default=None, help="override the automatic choice (cuda/cpu)")
+    drift.set_defaults(func=_drift)
 
     for name, func, text in (
         ("promote", _promote, "the gate: promote the challenger to champion if it earns it (recorded)"),

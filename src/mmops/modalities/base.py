@@ -99,6 +99,11 @@ class Modality(ABC):
         (its facts among them), beyond the ones every modality gets."""
         return []
 
+    def measures(self, loaded: Any) -> dict[str, float]:
+        """A few numbers describing one loaded value (a text's length, an image's size and
+        brightness): the drift profile compares their distributions with the reference's."""
+        return {}
+
     @abstractmethod
     def load(self, value: str, root: Path) -> Any:
         """The decoded value the encoder takes."""

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -85,6 +86,16 @@ class ImageModality(Modality):
                 e.ExpectColumnValuesToBeBetween(column="image_height", min_value=1),
                 e.ExpectColumnValuesToBeBetween(column="image_pixels", min_value=1, max_value=self.options.max_pixels),
                 e.ExpectColumnValuesToBeBetween(column="image_bytes", min_value=1)]
+
+    def measures(self, loaded: Image.Image) -> dict[str, float]:
+        """Width and height in pixels, and brightness: the mean luma (0 to 1) of the picture's
+        own pixels, weighted by opacity (a transparent background would dilute it, and its
+        colour is arbitrary)."""
+        rgba = loaded.convert("RGBA")
+        luma = np.asarray(rgba.convert("L"), dtype=np.float64) / 255
+        alpha = np.asarray(rgba.getchannel("A"), dtype=np.float64)
+        brightness = np.average(luma, weights=alpha) if alpha.any() else luma.mean()
+        return {"width": float(loaded.width), "height": float(loaded.height), "brightness": float(brightness)}
 
     def load(self, value: str, root: Path) -> Image.Image:
         return load_image(resolve_media(root, value), self.options.max_pixels)

@@ -64,6 +64,9 @@ class TextModality(Modality):
     def normalise(self, value: str) -> str:
         return normalise_text(value)
 
+    def measures(self, loaded: str) -> dict[str, float]:
+        return {"length": float(len(loaded))}
+
     def load(self, value: str, root: Path) -> str:
         return self.normalise(value)
 

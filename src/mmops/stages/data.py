@@ -9,10 +9,14 @@ import pandas as pd
 from mmops import artifacts
 from mmops.config import Layout, Params
 from mmops.data.clean import clean_manifest, hash_column, over_budget, shared_files
-from mmops.data.manifest import read_manifest, require_columns, source_names
+from mmops.data.manifest import LABEL, read_manifest, require_columns, source_names
 from mmops.data.split import SPLITS, assign_splits
 from mmops.data.suites import check_cleaned
 from mmops.modalities import build_modalities
+
+
+class DriftError(ValueError):
+    """New data moved away from the last training's reference beyond the `drift:` thresholds."""
 
 
 def _raw_manifest(params: Params) -> pd.DataFrame:
@@ -36,7 +40,33 @@ def validate(params: Params, layout: Layout) -> dict[str, Any]:
             f"{params.data.manifest} failed validation ({len(report.failures)} problem(s)):\n  {listed}\n"
             f"(report: {layout.validation_report})"
         )
-    return {"rows": len(frame), "success": True, "row_problems": len(report.warnings)}
+    drifted = check_drift(params, layout, frame)
+    return {"rows": len(frame), "success": True, "row_problems": len(report.warnings), "drifted": drifted}
+
+
+def check_drift(params: Params, layout: Layout, frame: pd.DataFrame) -> bool | None:
+    """Compare the manifest's rows (those with a configured label: the others are clean's
+    rejects) with the last training's reference profile, when there is one: labels and each
+    modality's measures (features need encoding: `mmops drift` does that). Writes the result;
+    stops on drift when `drift.fail_validate`. None: no reference yet (a first run)."""
+    from mmops.data.drift import compare, load_profile, render_markdown
+
+    # The reference is the previous training's output, not a DVC dependency (that would be a
+    # cycle): validate reruns when the data changes, which is when it should be compared.
+    if not layout.reference.exists():
+        artifacts.write_json(layout.drift, {"reference": None})
+        return None
+    rows = frame[frame[LABEL].isin(params.data.labels)]
+    report = compare(load_profile(layout.reference), rows, None, params.data.root,
+                     build_modalities(params.modalities), params.drift)
+    artifacts.write_json(layout.drift, {"reference": str(layout.reference), **report.to_dict()})
+    if report.drifted and params.drift.fail_validate:
+        raise DriftError(
+            f"{params.data.manifest} drifted from the data the last model was trained on ({layout.reference}):\n"
+            + render_markdown(report, "Drift check")
+            + "If the change is intended, set drift.fail_validate to false for this run "
+              "(`dvc exp run -S drift.fail_validate=false`) or remove the reference.")
+    return report.drifted
 
 
 def clean(params: Params, layout: Layout) -> dict[str, Any]:

@@ -61,9 +61,10 @@ def _features_by_split(params: Params, layout: Layout) -> tuple[FeatureCache, di
 
 def train(params: Params, layout: Layout, device: str | None = None) -> dict[str, Any]:
     """Train the fusion model named by `train.fusion` on the train split (model selection on val)."""
+    from mmops.data.drift import build_profile, save_profile
     from mmops.training.train import checkpoint, fit
 
-    cache, data, _ = _features_by_split(params, layout)
+    cache, data, frame = _features_by_split(params, layout)
     modalities = build_modalities(params.modalities)
     # The cache must be what params.yaml and the installed encoders would make now; its
     # precision is its own (it follows the device featurize ran on).
@@ -79,6 +80,9 @@ def train(params: Params, layout: Layout, device: str | None = None) -> dict[str
         modalities=[dataclasses.asdict(m) for m in params.modalities],
     ))
     artifacts.write_csv(layout.history, pd.DataFrame(result.history))
+    # what this model learned from, so later data can be checked against it (`mmops drift`, validate)
+    save_profile(layout.reference, build_profile(frame[frame["split"] == "train"], cache, params.data.root,
+                                                 modalities, params.drift.components))
     return {"best_epoch": result.best_epoch, "fusion": params.train.fusion, "device": str(dev)}
 
 

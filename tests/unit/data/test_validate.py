@@ -93,7 +93,8 @@ def test_validate_stage_writes_result_and_goes_on_past_row_problems(tiny_params,
     tiny_rows[1]["label"] = "Zoo"
     write_manifest(tiny_params.data.manifest, tiny_rows)
     layout = Layout(tmp_path / "artifacts")
-    assert stages.validate(tiny_params, layout) == {"rows": 6, "success": True, "row_problems": 1}
+    assert stages.validate(tiny_params, layout) == {"rows": 6, "success": True, "row_problems": 1,
+                                                    "drifted": None}  # no reference: nothing trained yet
     written = json.loads(layout.validation.read_text())
     assert written["success"] is True
     [label_check] = [e for e in written["expectations"] if e["type"] == "expect_column_values_to_be_in_set"
