@@ -66,6 +66,15 @@ class SplitParams:
     salt: str = "mmops-v1"
     val_fraction: float = 0.15
     test_fraction: float = 0.15
+    # Perceptual hashes (256 bits) at most this far apart are one group: a recolour or a
+    # re-encode of the same picture. -1: only identical files are grouped.
+    near_duplicate_distance: int = 15
+    # Families: rows whose `family_column` names the same thing once `family_words` are removed
+    # (from the name, up to `family_separator`) are one group. An empty column turns it off.
+    family_column: str = "text"
+    family_separator: str = ";"
+    family_words: tuple[str, ...] = ("man", "men", "woman", "women", "person", "people", "boy", "girl",
+                                     "male", "female", "adult", "child", "older", "old")
 
 
 @dataclass(frozen=True)
@@ -237,6 +246,8 @@ def build_section(cls: type, raw: dict[str, Any] | None, section: str) -> Any:
             expected = next(t for t in typing.get_args(typing.get_type_hints(cls)[key]) if t is not type(None))
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             raw[key] = float(value)
+        elif expected is tuple and isinstance(value, list) and all(isinstance(v, str) for v in value):
+            raw[key] = tuple(value)  # YAML lists of words
         elif not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
             raise ValueError(f"params.yaml: '{section}.{key}' must be {expected.__name__}, got {value!r}")
     return cls(**raw)
@@ -353,6 +364,10 @@ class Layout:
     @property
     def split_manifest(self) -> Path:
         return self.root / "split" / "manifest.csv"
+
+    @property
+    def split_metrics(self) -> Path:
+        return self.root / "split" / "metrics.json"
 
     @property
     def features(self) -> Path:

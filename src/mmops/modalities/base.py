@@ -54,6 +54,9 @@ class Modality(ABC):
     # the L2 norm a sound feature vector has (the feature cache's suite checks it): outside it,
     # the encoder collapsed (all zeros) or blew up
     feature_norm: ClassVar[tuple[float, float]]
+    # the fact (see `facts`) holding a perceptual hash, as hex, of a value: the split groups
+    # values whose hashes are close (near-duplicates). None: only identical files are grouped.
+    near_duplicate_fact: ClassVar[str | None] = None
     Options: ClassVar[type]  # a frozen dataclass of the entry's own options
     encoders: ClassVar[dict[str, EncoderSpec]]
 

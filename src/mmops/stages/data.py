@@ -96,9 +96,22 @@ def clean(params: Params, layout: Layout) -> dict[str, Any]:
     return summary
 
 
-def split(params: Params, layout: Layout) -> dict[str, int]:
-    """Assign each cleaned sample to train/val/test by a hash of its group (identical media)."""
-    media = [hash_column(m.name) for m in build_modalities(params.modalities) if m.media]
-    frame = assign_splits(artifacts.read_csv(layout.clean_manifest), params.split, media)
-    artifacts.write_csv(layout.split_manifest, frame)
-    return {name: int((frame["split"] == name).sum()) for name in SPLITS}
+def split(params: Params, layout: Layout) -> dict[str, Any]:
+    """Assign each cleaned sample to train/val/test by a hash of its group (identical media,
+    near-duplicate media, families), and report what grouping beyond identical files changed."""
+    from mmops.data.split import family_key, family_links, near_duplicate_links, split_report
+
+    modalities = build_modalities(params.modalities)
+    frame = artifacts.read_csv(layout.clean_manifest)
+    media = [hash_column(m.name) for m in modalities if m.media]
+    near = [link for m in modalities if m.near_duplicate_fact
+            for link in near_duplicate_links(list(frame[f"{m.name}_{m.near_duplicate_fact}"].fillna("")),
+                                             params.split.near_duplicate_distance)]
+    rule = params.split
+    families = [family_key(str(text), rule.family_words, rule.family_separator) for text in frame[rule.family_column]] \
+        if rule.family_column else [""] * len(frame)
+    grouped = assign_splits(frame.assign(family=families), params.split, media, links=near + family_links(families))
+    artifacts.write_csv(layout.split_manifest, grouped)
+    report = split_report(assign_splits(frame, params.split, media), grouped, near)
+    artifacts.write_json(layout.split_metrics, report)
+    return {name: report["rows"][name] for name in SPLITS}

@@ -1,4 +1,6 @@
 import dataclasses
+import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -8,7 +10,8 @@ from mmops import stages
 from mmops.features.cache import FeatureCache
 from mmops.models.fusion import all_present
 from mmops.config import Layout, SplitParams
-from mmops.data.split import assign_splits, group_keys, split_of
+from mmops.data.split import assign_splits, family_key, family_links, group_keys, near_duplicate_links, split_of
+from tests.conftest import make_params, modalities_of
 
 IDS = [f"id-{i}" for i in range(3000)]
 
@@ -94,3 +97,91 @@ def test_rows_lacking_an_optional_media_file_are_not_grouped_by_it():
     frame = pd.DataFrame({"sample_id": ["a", "b", "c"], "image_sha256": ["i1", "i2", "i3"],
                           "audio_sha256": ["", "", "u1"]})
     assert len(set(group_keys(frame, ["image_sha256", "audio_sha256"], "sample_id"))) == 3
+
+
+# -- near-duplicates and families ------------------------------------------------------------
+
+
+WORDS = SplitParams().family_words
+
+
+@pytest.mark.parametrize("text, key", [
+    ("cook", "cook"), ("man cook; male-cook", "cook"), ("woman cook; female-cook", "cook"),
+    ("person bowing deeply; bow", "bowing deeply"), ("family: man, woman, boy; man-woman-boy", "family"),
+    ("grinning face; grinning", "grinning face"), ("man; man", ""),
+])
+def test_a_family_is_the_name_without_person_and_gender_words(text, key):
+    assert family_key(text, WORDS, ";") == key
+
+
+def test_family_links_join_each_member_to_the_first_and_skip_empty_keys():
+    assert family_links(["cook", "", "cook", "judge", "cook", ""]) == [(0, 2), (0, 4)]
+
+
+def test_near_duplicate_links_are_pairs_within_the_distance():
+    hashes = ["00" * 32, "01" + "00" * 31, "ff" * 32, "", "03" + "00" * 31]  # 0, 1, 256, none, 2 bits set
+    assert near_duplicate_links(hashes, 1) == [(0, 1), (1, 4)]
+    assert near_duplicate_links(hashes, 2) == [(0, 1), (0, 4), (1, 4)]
+    assert near_duplicate_links(hashes, -1) == []
+
+
+def test_a_row_that_links_to_nothing_keeps_the_split_identical_files_gave_it():
+    frame = _frame(IDS[:300])
+    linked = assign_splits(frame, SplitParams(), KEYS, links=[(0, 1), (1, 2)])
+    alone = assign_splits(frame, SplitParams(), KEYS)
+    assert (linked["split"][3:] == alone["split"][3:]).all()
+    assert linked["split"][0] == linked["split"][1] == linked["split"][2]
+
+
+def test_linked_rows_never_straddle_and_adding_unrelated_rows_moves_none():
+    families = [f"concept {i % 50}" for i in range(1000)]
+    frame = _frame(IDS[:1000]).assign(family=families)
+    before = assign_splits(frame, SplitParams(), KEYS, links=family_links(families))
+    assert (before.groupby("family")["split"].nunique() == 1).all()
+    more = pd.concat([frame, _frame(IDS[1000:1500]).assign(family=[f"new {i}" for i in range(500)])],
+                     ignore_index=True)
+    after = assign_splits(more, SplitParams(), KEYS, links=family_links(list(more["family"])))
+    assert list(after["split"][:1000]) == list(before["split"])
+
+
+def _phash(image, sample_dir: Path, tmp_path: Path, name: str) -> str:
+    image.save(tmp_path / name)
+    [m] = [m for m in modalities_of(make_params(sample_dir)) if m.near_duplicate_fact]
+    return m.facts(name, tmp_path)[m.near_duplicate_fact]
+
+
+def test_a_reencoded_or_brightened_image_is_a_near_duplicate_another_emoji_is_not(sample_dir, tmp_path):
+    from PIL import Image, ImageEnhance
+
+    original = Image.open(sample_dir / "images" / "1f600.png").convert("RGBA")
+    flat = Image.new("RGB", original.size, (255, 255, 255))
+    flat.paste(original, mask=original.getchannel("A"))
+    hashes = [_phash(original, sample_dir, tmp_path, "a.png"),
+              _phash(flat, sample_dir, tmp_path, "b.jpg"),  # re-encoded as JPEG
+              _phash(ImageEnhance.Brightness(flat).enhance(1.1), sample_dir, tmp_path, "c.png"),  # brightened
+              _phash(Image.open(sample_dir / "images" / "1f697.png"), sample_dir, tmp_path, "d.png")]  # a car
+    assert near_duplicate_links(hashes, SplitParams().near_duplicate_distance) == [(0, 1), (0, 2), (1, 2)]
+
+
+@pytest.mark.slow
+def test_on_the_sample_no_group_family_or_near_duplicate_pair_straddles_and_only_merged_groups_move(
+        sample_dir, tmp_path):
+    params = make_params(sample_dir, clean={"min_per_class": 5})
+    layout = Layout(tmp_path / "artifacts")
+    stages.clean(params, layout)
+    stages.split(params, layout)
+    grouped = pd.read_csv(layout.split_manifest, dtype=str, keep_default_na=False)
+    assert (grouped.groupby("group")["split"].nunique() == 1).all()
+    assert (grouped[grouped["family"] != ""].groupby("family")["split"].nunique() == 1).all()
+
+    report = json.loads(layout.split_metrics.read_text())
+    versus = report["versus_identical_files_only"]
+    assert versus["test_rows_with_a_train_sibling"]["after"] == 0 < versus["test_rows_with_a_train_sibling"]["before"]
+    assert versus["near_duplicate_pairs_across_splits"]["after"] == 0
+    # a row moved only if its group merged several groups of identical files
+    files_only = assign_splits(grouped.drop(columns=["group", "split"]), params.split, ["image_sha256"])
+    moved = grouped["split"] != files_only["split"]
+    merged = grouped.assign(files=files_only["group"]).groupby("group")["files"].nunique()
+    assert moved.sum() == versus["rows_moved"] > 0
+    assert set(grouped.loc[moved, "group"]) <= set(merged[merged > 1].index)
+    assert report["rows"]["test"] == (grouped["split"] == "test").sum()
