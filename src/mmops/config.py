@@ -366,6 +366,10 @@ class Layout:
         return self.root / "split" / "manifest.csv"
 
     @property
+    def split_groups(self) -> Path:
+        return self.root / "split" / "groups.csv"
+
+    @property
     def split_metrics(self) -> Path:
         return self.root / "split" / "metrics.json"
 

@@ -119,6 +119,34 @@ def _test_rows_with_train_sibling(frame: pd.DataFrame) -> int:
     return int(((frame["split"] == "test") & frame["family"].isin(in_train)).sum())
 
 
+def group_table(grouped: pd.DataFrame, key_columns: Sequence[str], near: Sequence[tuple[int, int]],
+                name_column: str = "") -> pd.DataFrame:
+    """Every group of several rows, largest first: its split, size, what links it (the same
+    file, a near-duplicate, a family) and its members (ids, and names from `name_column`)."""
+    why: dict[str, set[str]] = {}
+    groups = grouped["group"].to_numpy()
+    for column in key_columns:
+        shared = grouped[grouped[column] != ""].groupby(column)["group"]
+        for group in shared.first()[shared.size() > 1]:
+            why.setdefault(group, set()).add("same file")
+    files = grouped[list(key_columns)].to_numpy()
+    for i, j in near:
+        if not any(a == b != "" for a, b in zip(files[i], files[j])):  # identical files are "same file"
+            why.setdefault(groups[i], set()).add("near-duplicate")
+    family = grouped[grouped["family"] != ""].groupby("family")["group"]
+    for group in family.first()[family.size() > 1]:
+        why.setdefault(group, set()).add("family")
+    rows = []
+    for group, members in grouped.groupby("group", sort=False):
+        if len(members) > 1:
+            names = members[name_column].str.split(";").str[0] if name_column else members["sample_id"]
+            rows.append({"group": group, "split": members["split"].iloc[0], "rows": len(members),
+                         "linked_by": ", ".join(sorted(why.get(group, set()))),
+                         "sample_ids": " ".join(members["sample_id"]), "names": " | ".join(names)})
+    table = pd.DataFrame(rows, columns=["group", "split", "rows", "linked_by", "sample_ids", "names"])
+    return table.sort_values(["rows", "group"], ascending=[False, True], ignore_index=True)
+
+
 def split_report(files_only: pd.DataFrame, grouped: pd.DataFrame,
                  near: Sequence[tuple[int, int]]) -> dict[str, object]:
     """What grouping near-duplicates and families changed, against grouping identical files

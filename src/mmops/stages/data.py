@@ -99,7 +99,7 @@ def clean(params: Params, layout: Layout) -> dict[str, Any]:
 def split(params: Params, layout: Layout) -> dict[str, Any]:
     """Assign each cleaned sample to train/val/test by a hash of its group (identical media,
     near-duplicate media, families), and report what grouping beyond identical files changed."""
-    from mmops.data.split import family_key, family_links, near_duplicate_links, split_report
+    from mmops.data.split import family_key, family_links, group_table, near_duplicate_links, split_report
 
     modalities = build_modalities(params.modalities)
     frame = artifacts.read_csv(layout.clean_manifest)
@@ -112,6 +112,7 @@ def split(params: Params, layout: Layout) -> dict[str, Any]:
         if rule.family_column else [""] * len(frame)
     grouped = assign_splits(frame.assign(family=families), params.split, media, links=near + family_links(families))
     artifacts.write_csv(layout.split_manifest, grouped)
+    artifacts.write_csv(layout.split_groups, group_table(grouped, media, near, rule.family_column))
     report = split_report(assign_splits(frame, params.split, media), grouped, near)
     artifacts.write_json(layout.split_metrics, report)
     return {name: report["rows"][name] for name in SPLITS}

@@ -83,7 +83,8 @@ def register(params: Params, layout: Layout, *, stage: str = "register", flow_ru
         # the split manifest: the gate scores champion and challenger on this exact test split
         artifacts=[layout.metrics, layout.confusion, layout.predictions, layout.validation,
                    layout.validation_report, layout.rejects, layout.clean_metrics, layout.clean_expectations,
-                   layout.feature_expectations, layout.data_report, layout.split_manifest, layout.split_metrics],
+                   layout.feature_expectations, layout.data_report, layout.split_manifest, layout.split_metrics,
+                   layout.split_groups],
         code_dir=Path(mmops.__file__).parent,
         model_config=dataclasses.asdict(params.serve),
         # a retried registration inside one flow run finishes the first attempt's version

@@ -185,3 +185,19 @@ def test_on_the_sample_no_group_family_or_near_duplicate_pair_straddles_and_only
     assert moved.sum() == versus["rows_moved"] > 0
     assert set(grouped.loc[moved, "group"]) <= set(merged[merged > 1].index)
     assert report["rows"]["test"] == (grouped["split"] == "test").sum()
+
+
+def test_the_group_table_lists_each_group_of_several_rows_with_what_links_it():
+    from mmops.data.split import group_table
+
+    frame = pd.DataFrame({"sample_id": list("abcdef"), "image_sha256": ["h1", "h1", "h2", "h3", "h4", "h5"],
+                          "text": ["cook", "cook; x", "man cook", "woman judge", "tree", "bush"]})
+    families = [family_key(t, WORDS, ";") for t in frame["text"]]
+    near = [(4, 5)]
+    grouped = assign_splits(frame.assign(family=families), SplitParams(), KEYS,
+                            links=near + family_links(families))
+    table = group_table(grouped, KEYS, near, "text")
+    assert list(table["rows"]) == [3, 2]
+    assert list(table["linked_by"]) == ["family, same file", "near-duplicate"]
+    assert list(table["sample_ids"]) == ["a b c", "e f"]
+    assert table["names"][0] == "cook | cook | man cook"
