@@ -6,7 +6,8 @@
 When a DVC remote is set: `dvc pull` first, `dvc push` last. In between, one task per
 `dvc.yaml` stage, each reproduced by DVC, so unchanged stages are skipped and dvc.lock stays
 true; then the gate, when this run registered a new challenger. The run leaves a markdown
-artifact (`retraining`): the stages, the test scores, the version and the gate's decision.
+artifact (`retraining`): the stages, the test scores, the data checks (suites, rejects, drift),
+the version and the gate's decision.
 """
 
 from __future__ import annotations

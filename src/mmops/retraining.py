@@ -111,6 +111,29 @@ def registration(layout: Layout) -> dict[str, Any]:
     return json.loads(layout.registered.read_text()) if layout.registered.exists() else {}
 
 
+def data_lines(layout: Layout) -> list[str]:
+    """The data checks of this run's data version, as markdown: each suite, rejects, drift."""
+    lines = ["", "## Data", ""]
+    for name, path in (("raw manifest", layout.validation), ("cleaned manifest", layout.clean_expectations),
+                       ("feature cache", layout.feature_expectations)):
+        if path.exists():
+            suite = json.loads(path.read_text())
+            lines.append(f"- {name}: {'passed' if suite['success'] else 'FAILED'}"
+                         + (f", {len(suite['warnings'])} row problem(s) left to clean" if suite["warnings"] else ""))
+    if layout.clean_metrics.exists():
+        clean = json.loads(layout.clean_metrics.read_text())
+        lines.append(f"- clean kept {clean['kept']} of {clean['rows']} rows; rejects by reason: "
+                     f"{clean['rejected_by_reason'] or 'none'}")
+    if layout.drift.exists():
+        drift = json.loads(layout.drift.read_text())
+        if drift.get("reference") is None:
+            lines.append("- drift: no reference yet (the first training writes one)")
+        else:
+            moved = [c["message"] for c in drift["checks"] if c["drifted"]]
+            lines.append("- drift against the last training's data: " + ("; ".join(moved) if moved else "none"))
+    return lines
+
+
 def report(layout: Layout, ran: Mapping[str, bool], gate: Mapping[str, Any] | None, *, remote: str | None,
            lock_changed: bool) -> str:
     """The run as markdown: what ran, the test scores, what was registered, the gate's decision."""
@@ -122,6 +145,7 @@ def report(layout: Layout, ran: Mapping[str, bool], gate: Mapping[str, Any] | No
                   "| model | accuracy | macro-F1 |", "|---|---|---|"]
         for model, scores in sorted(metrics["test"].items(), key=lambda item: item[0] != "fused"):
             lines.append(f"| {model} | {scores['accuracy']:.3f} | {scores['macro_f1']:.3f} |")
+    lines += data_lines(layout)
     record = registration(layout)
     lines += ["", "## Registry", ""]
     if not ran.get("register"):

@@ -71,3 +71,23 @@ def test_no_remote_means_nothing_to_pull_or_push(dvc_repo):
     subprocess.run([sys.executable, "-m", "dvc", "remote", "add", "-d", "store", str(dvc_repo.parent / "store")],
                    cwd=dvc_repo, check=True, capture_output=True)
     assert retraining.default_remote(dvc_repo) == "store"
+
+
+def test_the_report_names_each_suite_the_rejects_and_what_drifted(tmp_path):
+    from mmops import artifacts
+    from mmops.config import Layout
+
+    layout = Layout(tmp_path)
+    suite = {"suite": "s", "subject": "f", "failures": [], "expectations": []}
+    artifacts.write_json(layout.validation, {**suite, "success": True, "warnings": ["line 3: label 'Zoo'"]})
+    artifacts.write_json(layout.clean_expectations, {**suite, "success": True, "warnings": []})
+    artifacts.write_json(layout.clean_metrics, {"rows": 10, "kept": 9, "rejected_by_reason": {"unknown label": 1}})
+    artifacts.write_json(layout.drift, {"reference": "r.json", "checks": [
+        {"drifted": True, "message": "image features: moved"}, {"drifted": False, "message": "labels: as before"}]})
+    assert retraining.data_lines(layout) == [
+        "", "## Data", "",
+        "- raw manifest: passed, 1 row problem(s) left to clean",
+        "- cleaned manifest: passed",
+        "- clean kept 9 of 10 rows; rejects by reason: {'unknown label': 1}",
+        "- drift against the last training's data: image features: moved",
+    ]

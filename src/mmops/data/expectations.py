@@ -120,9 +120,10 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-def render_html(results: Sequence[SuiteResult], title: str) -> str:
+def render_html(results: Sequence[SuiteResult], title: str, rejects: pd.DataFrame | None = None) -> str:
     """A self-contained page (no scripts, no network): per suite, one row per expectation, then
-    its critical failures and its row-level warnings."""
+    its critical failures and its row-level warnings; then, given clean's `rejects`, every
+    rejected row with its reason (what the media checks found: undecodable, bombs, ...)."""
     sections = []
     for result in results:
         rows = []
@@ -147,6 +148,12 @@ def render_html(results: Sequence[SuiteResult], title: str) -> str:
 </table>
 <h3>Failures (stop the run)</h3><ul>{listed(result.failures)}</ul>
 <h3>Row problems (rejected by clean)</h3><ul>{listed(result.warnings)}</ul>""")
+    if rejects is not None:
+        cells = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
+                        for row in rejects.itertuples(index=False))
+        head = "".join(f"<th>{html.escape(str(c))}</th>" for c in rejects.columns)
+        sections.append(f"<h2>Rejected by clean: {len(rejects)} row(s)</h2>"
+                        + (f"<table><tr>{head}</tr>{cells}</table>" if len(rejects) else "<p>none</p>"))
     verdict = "passed" if all(r.success for r in results) else "FAILED"
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>{html.escape(title)}: {verdict}</title>

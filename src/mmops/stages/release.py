@@ -26,12 +26,14 @@ def dvc_file_of(params: Params) -> Path:
 
 def write_data_report(params: Params, layout: Layout) -> Path:
     """One offline HTML page of the three suites' results (raw manifest, cleaned manifest,
-    feature cache), logged with the run."""
+    feature cache) and of clean's rejects, logged with the run."""
     from mmops.data.expectations import SuiteResult, render_html
 
     results = [SuiteResult.from_dict(json.loads(path.read_text()))
                for path in (layout.validation, layout.clean_expectations, layout.feature_expectations)]
-    return artifacts.write_text(layout.data_report, render_html(results, f"Data checks: {params.data.manifest}"))
+    rejects = artifacts.read_csv(layout.rejects)
+    return artifacts.write_text(layout.data_report, render_html(results, f"Data checks: {params.data.manifest}",
+                                                                rejects))
 
 
 def _committed(commit: str) -> bool:

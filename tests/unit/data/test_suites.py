@@ -99,7 +99,11 @@ def test_a_missing_sample_a_wrong_width_and_a_collapsed_vector_fail(tiny_params)
     assert "sample_id s0: text_norm 0.0: outside the expected range" in failures
 
 
-def test_the_data_report_shows_all_three_suites(tiny_params, tmp_path):
+def test_the_data_report_shows_all_three_suites_and_every_reject(tiny_params, tiny_rows, tmp_path):
+    image = tiny_params.data.root / "images" / "s4.png"
+    image.write_bytes(image.read_bytes()[:40])
+    tiny_params = dataclasses.replace(tiny_params, clean=dataclasses.replace(tiny_params.clean,
+                                                                             max_reject_fraction=0.2))
     layout = Layout(tmp_path / "artifacts")
     stages.validate(tiny_params, layout)
     stages.clean(tiny_params, layout)
@@ -109,4 +113,6 @@ def test_the_data_report_shows_all_three_suites(tiny_params, tmp_path):
     page = write_data_report(tiny_params, layout).read_text()
     for name in ("raw_manifest: passed", "cleaned_manifest: passed", "feature_cache: passed"):
         assert name in page
+    assert "Rejected by clean: 1 row(s)" in page and "<td>s4</td>" in page
+    assert "unreadable image: not a PNG" in page
     assert "<script" not in page and "http" not in page

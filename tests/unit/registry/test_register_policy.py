@@ -29,6 +29,7 @@ def test_register_on_an_uncommitted_tree_records_why_and_registers_nothing(tmp_p
     layout = Layout(tmp_path / "artifacts")
     for path in (layout.validation, layout.clean_expectations, layout.feature_expectations):  # the suites ran
         artifacts.write_json(path, SuiteResult(path.parent.name, str(path), True, [], [], []).to_dict())
+    artifacts.write_text(layout.rejects, "line,sample_id,image,reason\n")
     record = stages.register(make_params(tmp_path / "data", labels=TINY_LABELS), layout)
     assert record["registered"] is False and "uncommitted changes" in record["reason"]
     assert record["mmops.git_commit"].endswith("-dirty")
