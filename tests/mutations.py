@@ -43,10 +43,30 @@ MUTATIONS = {
         "self.fusion_weights.copy_(best)",
         "self.fusion_weights.fill_(0.5)",
     ),
+    "the split lets near-duplicate images straddle splits": (
+        "src/mmops/stages/data.py",
+        "links=near + family_links(families)",
+        "links=family_links(families)",
+    ),
+    "validate stops the run on one row's unknown label": (
+        "src/mmops/data/validate.py",
+        "e.ExpectColumnValuesToBeInSet(column=LABEL, value_set=list(params.labels), severity=WARNING)",
+        "e.ExpectColumnValuesToBeInSet(column=LABEL, value_set=list(params.labels), severity=CRITICAL)",
+    ),
+    "the feature cache's suite lets NaN through": (
+        "src/mmops/data/suites.py",
+        'e.ExpectColumnValuesToBeInSet(column=f"{m.name}_finite", value_set=[True])',
+        'e.ExpectColumnValuesToBeInSet(column=f"{m.name}_finite", value_set=[True, False])',
+    ),
+    "drift never flags a measure (image brightness, text length)": (
+        "src/mmops/data/drift.py",
+        "drifted = bool(test.pvalue < params.alpha and test.statistic > params.min_ks_statistic)",
+        "drifted = False",
+    ),
 }
 
 COPIED = ("src", "tests", "params.yaml", "dvc.yaml", "data.dvc", "constraints.txt", "pyproject.toml",
-          ".gitignore", "Makefile", "Dockerfile", ".dockerignore", "flows", "prefect.yaml")
+          ".gitignore", "Makefile", "Dockerfile", ".dockerignore", "flows", "prefect.yaml", "shift/twitter.dvc")
 
 
 def copy_repo(workdir: Path) -> Path:
@@ -56,6 +76,7 @@ def copy_repo(workdir: Path) -> Path:
         if source.is_dir():
             shutil.copytree(source, workdir / item, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
         else:
+            (workdir / item).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(source, workdir / item)
     if (REPO / ".cache").exists():  # the sample's npm tarball, so no test fetches it again
         (workdir / ".cache").symlink_to(REPO / ".cache")

@@ -40,9 +40,8 @@ def _sample(args: argparse.Namespace) -> int:
     from mmops.data.sample import DEFAULT_VENDOR, build_vendor_sample, ensure_sample
 
     if args.vendor != DEFAULT_VENDOR or args.out:
-        if not args.out:
-            raise ValueError(f"--vendor {args.vendor} builds a shift set into its own folder: give --out DIR")
-        print(build_vendor_sample(args.vendor, Path(args.out), Path(args.cache), data_dir=Path(args.data)))
+        out = Path(args.out or f"shift/{args.vendor}")  # shift/twitter.dvc versions the Twitter set
+        print(build_vendor_sample(args.vendor, out, Path(args.cache), data_dir=Path(args.data)))
         return 0
     print(ensure_sample(Path(args.data), Path(args.cache), dvc_file=Path(args.dvc_file)))
     return 0
@@ -182,12 +181,13 @@ def build_parser() -> argparse.ArgumentParser:
     stage.set_defaults(func=_stage)
 
     sample = sub.add_parser("sample", help="materialise the sample dataset into data/ as data.dvc records it; "
-                            "with --vendor twitter --out DIR, the same emoji in Twitter's art (a shift set)")
+                            "with --vendor twitter, the same emoji in Twitter's art into shift/twitter (a shift set)")
     sample.add_argument("--data", default="data")
     sample.add_argument("--cache", default=".cache/npm")
     sample.add_argument("--dvc-file", default="data.dvc")
     sample.add_argument("--vendor", default="google", help="whose emoji art: google (data/) or twitter")
-    sample.add_argument("--out", default=None, help="a new folder, outside data/, for another vendor's sample")
+    sample.add_argument("--out", default=None, help="a folder outside data/ for another vendor's sample "
+                        "(default shift/<vendor>, checked against shift/<vendor>.dvc)")
     sample.set_defaults(func=_sample)
 
     drift = sub.add_parser("drift", help="compare a manifest (another data version) with the last training's "

@@ -127,7 +127,7 @@ def data_lines(layout: Layout) -> list[str]:
     if layout.drift.exists():
         drift = json.loads(layout.drift.read_text())
         if drift.get("reference") is None:
-            lines.append("- drift: no reference yet (the first training writes one)")
+            lines.append(f"- drift: not checked, {drift.get('skipped', 'no reference')}")
         else:
             moved = [c["message"] for c in drift["checks"] if c["drifted"]]
             lines.append("- drift against the last training's data: " + ("; ".join(moved) if moved else "none"))

@@ -155,3 +155,4 @@ def test_train_saves_the_reference_profile_of_its_train_split(crafted):
     assert profile["rows"] == 60
     assert profile["labels"] == {label: train_labels.count(label) for label in sorted(set(train_labels))}
     assert set(profile["features"]) == {"image", "text"}
+    assert len(profile["measures"]["text.length"]) == 60  # the crafted rows have no image files to measure

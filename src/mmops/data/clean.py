@@ -109,11 +109,11 @@ def clean_manifest(
     values = {m.name: ["" if m.may_skip(v) else m.normalise(v) for v in usable[m.name]] for m in modalities}
     hashes = {hash_column(m.name): ["" if m.may_skip(v) else m.content_key(v, root) for v in usable[m.name]]
               for m in modalities if m.media}
-    facts: dict[str, list[Any]] = {}
+    facts: dict[str, list[Any]] = {f"{m.name}_{fact}": [None] * len(usable) for m in modalities for fact in m.fact_names}
     for m in modalities:
         for position, value in enumerate(usable[m.name]):
             for fact, measured in ({} if m.may_skip(value) else m.facts(value, root)).items():
-                facts.setdefault(f"{m.name}_{fact}", [None] * len(usable))[position] = measured
+                facts[f"{m.name}_{fact}"][position] = measured
     content = {m.name: hashes[hash_column(m.name)] if m.media else values[m.name] for m in modalities}
     repeated = content_problems(list(usable[ID]), list(usable[LABEL]), content,
                                 [m.name for m in modalities if m.media])

@@ -85,8 +85,9 @@ def run_suite(name: str, subject: str, frame: pd.DataFrame, expectations: Sequen
         kwargs = {k: v for k, v in config.kwargs.items() if k != "batch_id"}
         column = kwargs.pop("column", None)
         severity = str(getattr(config.severity, "value", config.severity))
-        records.append({"type": config.type, "column": column, "arguments": kwargs, "severity": severity,
-                        "success": bool(item.success), "unexpected": item.result.get("unexpected_count")})
+        records.append({"type": config.type, "column": column, "arguments": _summarised(kwargs),
+                        "severity": severity, "success": bool(item.success),
+                        "unexpected": item.result.get("unexpected_count")})
         if item.success:
             continue
         lines = describe(item, item.result) if describe else None
@@ -116,8 +117,24 @@ def _generic_lines(item: Any, column: str | None, index_column: str, names: Mapp
 
 
 def _plain(value: Any) -> Any:
-    """A numpy scalar as the Python value it holds (so messages read `False`, not `np.False_`)."""
-    return value.item() if hasattr(value, "item") else value
+    """A numpy scalar as the Python value it holds (so messages read `False`, not `np.False_`),
+    and a long text cut short (a 10 MB cell must not land in every message and report)."""
+    value = value.item() if hasattr(value, "item") else value
+    return shorten(value)
+
+
+def shorten(value: Any, limit: int = 80) -> Any:
+    """`value`, or the start of a longer string with how long it was."""
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit]}... ({len(value)} characters)"
+    return value
+
+
+def _summarised(arguments: dict[str, Any], limit: int = 20) -> dict[str, Any]:
+    """Arguments as the result files show them: a long list (every id, every rejected line)
+    as its length, so the JSON and the report stay readable."""
+    return {k: f"{len(v)} values" if isinstance(v, (list, tuple)) and len(v) > limit else v
+            for k, v in arguments.items()}
 
 
 def render_html(results: Sequence[SuiteResult], title: str, rejects: pd.DataFrame | None = None) -> str:

@@ -37,8 +37,7 @@ def read_manifest(path: Path, names: dict[str, str]) -> pd.DataFrame:
         # utf-8-sig: a byte-order mark (spreadsheet exports) is dropped, not glued to the first column name
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except UnicodeDecodeError as err:
-        line = path.read_bytes()[:err.start].count(b"\n") + 1
-        raise ManifestError(f"{path}: line {line}: not UTF-8 text (byte {err.start}): {err.reason}") from err
+        raise ManifestError(f"{path}: {_first_bad_byte(path.read_bytes())}") from err
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         raise ManifestError(f"{path}: malformed CSV: {err}") from err
     frame = frame.rename(columns={source: key for key, source in names.items()})
@@ -46,6 +45,16 @@ def read_manifest(path: Path, names: dict[str, str]) -> pd.DataFrame:
     # Should the two parsers ever disagree, number records plainly rather than wrongly.
     frame[LINE] = lines if len(lines) == len(frame) else range(2, len(frame) + 2)
     return frame
+
+
+def _first_bad_byte(data: bytes) -> str:
+    """Where a file stops being UTF-8 (pandas reports an offset within its read chunk)."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[:err.start].count(b"\n") + 1
+        return f"line {line}: not UTF-8 text (byte {err.start}): {err.reason}"
+    return "not UTF-8 text"
 
 
 def record_lines(path: Path) -> list[int]:

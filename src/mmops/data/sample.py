@@ -176,18 +176,29 @@ def build_sample(tarball: Path, out_dir: Path, vendor: str = DEFAULT_VENDOR) -> 
 
 
 def build_vendor_sample(vendor: str, out_dir: Path, cache_dir: Path, data_dir: Path = Path("data")) -> str:
-    """Build the sample in `vendor`'s art into `out_dir`, a new folder outside `data_dir` (the
-    dataset `data.dvc` versions, which only ever holds the default vendor's sample). Refuses an
-    existing `out_dir`. Returns what was done."""
+    """Build the sample in `vendor`'s art into `out_dir`, outside `data_dir` (the dataset
+    `data.dvc` versions, which only ever holds the default vendor's sample). When a `.dvc` file
+    beside `out_dir` records it (`shift/twitter.dvc`), the folder is checked against it, as
+    `ensure_sample` does for data/. Refuses an existing `out_dir` that holds anything else.
+    Returns what was done."""
     spec = vendor_of(vendor)
     out_dir = Path(out_dir)
     if out_dir.resolve().is_relative_to(Path(data_dir).resolve()):
         raise ValueError(f"{out_dir} is inside {data_dir}/, the versioned dataset; build the {vendor} sample "
                          "into a folder of its own (e.g. shift/twitter)")
+    dvc_file = out_dir.parent / f"{out_dir.name}.dvc"
     if out_dir.exists():
+        if dvc_file.is_file() and commit_if_matching(dvc_file):
+            return f"{out_dir}/ already matches {dvc_file}"
         raise FileExistsError(f"{out_dir} already exists; the sample is only built into a new folder")
     count = build_sample(fetch_package(cache_dir, vendor), out_dir, vendor)
-    return f"built {count} samples of {spec.package}@{VERSION} ({spec.licence}) into {out_dir}/"
+    built = f"built {count} samples of {spec.package}@{VERSION} ({spec.licence}) into {out_dir}/"
+    if not dvc_file.is_file():
+        return f"{built}; version it with `dvc add {out_dir}`"
+    if not commit_if_matching(dvc_file):
+        raise RuntimeError(f"the rebuilt {vendor} sample in {out_dir}/ does not match {dvc_file}: "
+                           "the build is not deterministic on this machine")
+    return f"{built}, matching {dvc_file}"
 
 
 def ensure_sample(data_dir: Path, cache_dir: Path, dvc_file: Path = Path("data.dvc")) -> str:

@@ -1,5 +1,6 @@
-"""Deterministic, stable splits: a sample's split is a function of its group's key alone, so
-adding data never moves old samples, and a group never straddles splits.
+"""Deterministic, stable splits: a sample's split is a function of its group's key alone, and a
+group never straddles splits. Adding data never moves old samples, except where a new sample
+links two old groups: the merged group then moves as one (split/groups.csv lists the groups).
 
 A group is every row linked to another by: the same media file (content hash), a near-duplicate
 image (perceptual hashes within `split.near_duplicate_distance` bits: a recolour, a re-encode),
@@ -120,7 +121,7 @@ def _test_rows_with_train_sibling(frame: pd.DataFrame) -> int:
 
 
 def group_table(grouped: pd.DataFrame, key_columns: Sequence[str], near: Sequence[tuple[int, int]],
-                name_column: str = "") -> pd.DataFrame:
+                name_column: str = "", separator: str = "") -> pd.DataFrame:
     """Every group of several rows, largest first: its split, size, what links it (the same
     file, a near-duplicate, a family) and its members (ids, and names from `name_column`)."""
     why: dict[str, set[str]] = {}
@@ -139,7 +140,9 @@ def group_table(grouped: pd.DataFrame, key_columns: Sequence[str], near: Sequenc
     rows = []
     for group, members in grouped.groupby("group", sort=False):
         if len(members) > 1:
-            names = members[name_column].str.split(";").str[0] if name_column else members["sample_id"]
+            names = members[name_column] if name_column else members["sample_id"]
+            if name_column and separator:
+                names = names.str.split(separator).str[0]
             rows.append({"group": group, "split": members["split"].iloc[0], "rows": len(members),
                          "linked_by": ", ".join(sorted(why.get(group, set()))),
                          "sample_ids": " ".join(members["sample_id"]), "names": " | ".join(names)})

@@ -13,7 +13,7 @@ import torch
 
 from mmops.config import CleanParams, DataParams
 from mmops.data.clean import hash_column
-from mmops.data.expectations import SuiteResult, run_suite
+from mmops.data.expectations import SuiteResult, run_suite, shorten
 from mmops.data.manifest import ID, LABEL, LINE
 from mmops.features.cache import FeatureCache
 from mmops.modalities.base import Modality
@@ -58,8 +58,8 @@ def check_cleaned(frame: pd.DataFrame, rejects: pd.DataFrame, data: DataParams, 
         config = item.expectation_config
         if config.kwargs.get("column") in by_flag:
             m = by_flag[config.kwargs["column"]]
-            return [f"line {row[LINE]}: {m.column} {row[m.name]!r}: not normalised (clean stores "
-                    f"{m.normalise(row[m.name])!r})" for row in result.get("unexpected_index_list") or []]
+            return [f"line {row[LINE]}: {m.column} {shorten(row[m.name])!r}: not normalised (clean stores "
+                    f"{shorten(m.normalise(row[m.name]))!r})" for row in result.get("unexpected_index_list") or []]
         if config.kwargs.get("column") == CLASS_ROWS:
             counts = frame[LABEL].value_counts()
             return [f"class {label!r} has {count} row(s) after cleaning, fewer than clean.min_per_class "

@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from mmops.config import DataParams
-from mmops.data.expectations import CRITICAL, WARNING, SuiteResult, run_suite
+from mmops.data.expectations import CRITICAL, WARNING, SuiteResult, run_suite, shorten
 from mmops.data.manifest import ID, LABEL, LINE, source_names
 from mmops.modalities.base import Modality
 
@@ -82,7 +82,7 @@ def _describer(frame: pd.DataFrame, params: DataParams, modalities: Sequence[Mod
         if column in by_status:  # the modality's own reason, not "value outside the set"
             m = by_status[column]
             rows = result.get("unexpected_index_list") or []
-            lines = [f"line {row[LINE]}: {m.column} {row[m.name]!r}: {row[column]}" for row in rows[:max_rows]]
+            lines = [f"line {row[LINE]}: {m.column} {shorten(row[m.name])!r}: {row[column]}" for row in rows[:max_rows]]
             if len(rows) > max_rows:
                 lines.append(f"... and {len(rows) - max_rows} more for '{m.column}'")
             return lines

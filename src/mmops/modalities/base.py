@@ -57,6 +57,8 @@ class Modality(ABC):
     # the fact (see `facts`) holding a perceptual hash, as hex, of a value: the split groups
     # values whose hashes are close (near-duplicates). None: only identical files are grouped.
     near_duplicate_fact: ClassVar[str | None] = None
+    # the names `facts` returns: every row gets these columns (empty where the value is absent)
+    fact_names: ClassVar[tuple[str, ...]] = ()
     Options: ClassVar[type]  # a frozen dataclass of the entry's own options
     encoders: ClassVar[dict[str, EncoderSpec]]
 

@@ -46,6 +46,7 @@ class ImageModality(Modality):
     media = True
     feature_dim = IMAGE_DIM
     near_duplicate_fact = "phash"
+    fact_names = ("width", "height", "pixels", "mode", "bytes", "phash")
     feature_norm = (1.0, 500.0)  # pooled activations: 15-40 on the sample, 5.8 for a blank white image
     Options = ImageOptions
     # the weights, the network, and what decodes and resizes the pixels

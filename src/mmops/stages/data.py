@@ -47,18 +47,29 @@ def validate(params: Params, layout: Layout) -> dict[str, Any]:
 def check_drift(params: Params, layout: Layout, frame: pd.DataFrame) -> bool | None:
     """Compare the manifest's rows (those with a configured label: the others are clean's
     rejects) with the last training's reference profile, when there is one: labels and each
-    modality's measures (features need encoding: `mmops drift` does that). Writes the result;
-    stops on drift when `drift.fail_validate`. None: no reference yet (a first run)."""
+    modality's measures (features need encoding: `mmops drift` does that). Records the result;
+    stops on drift when `drift.fail_validate`. None: no reference that speaks for this data."""
     from mmops.data.drift import compare, load_profile, render_markdown
 
     # The reference is the previous training's output, not a DVC dependency (that would be a
-    # cycle): validate reruns when the data changes, which is when it should be compared.
+    # cycle), and the record is not a DVC output (it depends on what ran before): validate
+    # reruns when the data changes, which is when it should be compared.
+    skipped = None
     if not layout.reference.exists():
-        artifacts.write_json(layout.drift, {"reference": None})
+        skipped = "no reference yet (the first training writes one)"
+    else:
+        try:
+            profile = load_profile(layout.reference)
+        except ValueError as err:
+            skipped = str(err)
+        else:
+            if sorted(profile["labels"]) != sorted(params.data.labels):
+                skipped = f"{layout.reference} was trained on other classes (another dataset): not comparable"
+    if skipped:
+        artifacts.write_json(layout.drift, {"reference": None, "skipped": skipped})
         return None
     rows = frame[frame[LABEL].isin(params.data.labels)]
-    report = compare(load_profile(layout.reference), rows, None, params.data.root,
-                     build_modalities(params.modalities), params.drift)
+    report = compare(profile, rows, None, params.data.root, build_modalities(params.modalities), params.drift)
     artifacts.write_json(layout.drift, {"reference": str(layout.reference), **report.to_dict()})
     if report.drifted and params.drift.fail_validate:
         raise DriftError(
@@ -105,14 +116,18 @@ def split(params: Params, layout: Layout) -> dict[str, Any]:
     frame = artifacts.read_csv(layout.clean_manifest)
     media = [hash_column(m.name) for m in modalities if m.media]
     near = [link for m in modalities if m.near_duplicate_fact
-            for link in near_duplicate_links(list(frame[f"{m.name}_{m.near_duplicate_fact}"].fillna("")),
+            for link in near_duplicate_links(list(frame[f"{m.name}_{m.near_duplicate_fact}"]),
                                              params.split.near_duplicate_distance)]
     rule = params.split
+    if rule.family_column and rule.family_column not in frame.columns:
+        raise ValueError(f"params.yaml split.family_column {rule.family_column!r} is not a column of "
+                         f"{layout.clean_manifest}: name a modality (e.g. text), or \"\" for no families")
     families = [family_key(str(text), rule.family_words, rule.family_separator) for text in frame[rule.family_column]] \
         if rule.family_column else [""] * len(frame)
     grouped = assign_splits(frame.assign(family=families), params.split, media, links=near + family_links(families))
     artifacts.write_csv(layout.split_manifest, grouped)
-    artifacts.write_csv(layout.split_groups, group_table(grouped, media, near, rule.family_column))
+    artifacts.write_csv(layout.split_groups, group_table(grouped, media, near, rule.family_column,
+                                                         rule.family_separator))
     report = split_report(assign_splits(frame, params.split, media), grouped, near)
     artifacts.write_json(layout.split_metrics, report)
     return {name: report["rows"][name] for name in SPLITS}

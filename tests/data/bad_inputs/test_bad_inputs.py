@@ -42,6 +42,8 @@ def test_a_bad_row_is_rejected_with_its_reason_and_the_good_rows_kept(case, root
     bad = ROW_CASES[case].build(root)
     (root / "metadata.csv").write_text(manifest_text([*tiny_rows, bad]), encoding="utf-8")
     kept, rejects = _run(make_params(root, labels=TINY_LABELS), tmp_path)
+    report = (tmp_path / "artifacts" / "validate" / "validation.json").read_text()
+    assert len(report) < 20_000  # a 10 MB cell is quoted by its start, not whole
     expected = ROW_CASES[case].reason
     if expected is None:
         assert kept == [*GOOD, bad["sample_id"]] and rejects == []

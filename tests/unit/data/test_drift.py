@@ -197,11 +197,26 @@ def test_validate_stops_when_new_data_drifted_from_the_last_training(sample_dir:
     assert stages.validate(going_on, layout)["drifted"] is True
 
 
-def test_sample_for_another_vendor_needs_a_folder_of_its_own(tmp_path: Path, capsys):
+def test_the_twitter_sample_is_rebuilt_byte_for_byte_as_its_dvc_file_records(tmp_path: Path, capsys, monkeypatch):
+    import subprocess
+    import sys
+
     from mmops.cli import main
 
-    assert main(["sample", "--vendor", "twitter", "--cache", str(REPO / ".cache" / "npm")]) == 1
-    assert "give --out DIR" in capsys.readouterr().err
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=tmp_path, check=True)
+    (tmp_path / "shift").mkdir()
+    shutil.copy(REPO / "shift" / "twitter.dvc", tmp_path / "shift" / "twitter.dvc")
+    monkeypatch.chdir(tmp_path)
+    assert main(["sample", "--vendor", "twitter", "--cache", str(REPO / ".cache" / "npm")]) == 0
+    assert "matching shift/twitter.dvc" in capsys.readouterr().out
+    assert main(["sample", "--vendor", "twitter", "--cache", str(REPO / ".cache" / "npm")]) == 0
+    assert "already matches shift/twitter.dvc" in capsys.readouterr().out
+
+
+def test_sample_for_another_vendor_is_never_built_into_data(tmp_path: Path, capsys):
+    from mmops.cli import main
+
     assert main(["sample", "--vendor", "twitter", "--out", str(tmp_path / "data" / "tw"),
                  "--data", str(tmp_path / "data"), "--cache", str(REPO / ".cache" / "npm")]) == 1
     assert "inside" in capsys.readouterr().err

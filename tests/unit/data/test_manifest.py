@@ -67,3 +67,11 @@ def test_line_numbers_survive_blank_lines_and_multiline_fields(tmp_path: Path):
     frame = read_manifest(path, NAMES)
     assert list(frame["sample_id"]) == ["a", "b"]
     assert list(frame["line"]) == [2, 5]
+
+
+def test_a_non_utf8_byte_deep_in_a_large_manifest_is_named_by_its_own_line(tmp_path: Path):
+    rows = "".join(f"s{i},x.png,thing {i},Flags\n" for i in range(20_000))
+    path = tmp_path / "m.csv"
+    path.write_bytes(b"sample_id,image,text,label\n" + rows.encode() + b"last,x.png,caf\xe9,Flags\n")
+    with pytest.raises(ManifestError, match=r"m\.csv: line 20002: not UTF-8"):
+        read_manifest(path, {"sample_id": "sample_id"})

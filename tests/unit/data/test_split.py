@@ -11,7 +11,7 @@ from mmops.features.cache import FeatureCache
 from mmops.models.fusion import all_present
 from mmops.config import Layout, SplitParams
 from mmops.data.split import assign_splits, family_key, family_links, group_keys, near_duplicate_links, split_of
-from tests.conftest import make_params, modalities_of
+from tests.conftest import TINY_LABELS, make_params, modalities_of
 
 IDS = [f"id-{i}" for i in range(3000)]
 
@@ -196,8 +196,48 @@ def test_the_group_table_lists_each_group_of_several_rows_with_what_links_it():
     near = [(4, 5)]
     grouped = assign_splits(frame.assign(family=families), SplitParams(), KEYS,
                             links=near + family_links(families))
-    table = group_table(grouped, KEYS, near, "text")
+    table = group_table(grouped, KEYS, near, "text", ";")
     assert list(table["rows"]) == [3, 2]
     assert list(table["linked_by"]) == ["family, same file", "near-duplicate"]
     assert list(table["sample_ids"]) == ["a b c", "e f"]
     assert table["names"][0] == "cook | cook | man cook"
+
+
+def test_a_new_row_linking_two_old_groups_moves_them_as_one_and_nothing_else():
+    frame = _frame(IDS[:400]).assign(family=[""] * 400)
+    before = assign_splits(frame, SplitParams(), KEYS)
+    a, b = next((i, j) for i in range(400) for j in range(400) if before["split"][i] != before["split"][j])
+    bridge = _frame(["bridge"]).assign(family=[""])
+    after = assign_splits(pd.concat([frame, bridge], ignore_index=True), SplitParams(), KEYS,
+                          links=[(a, 400), (b, 400)])
+    assert after["split"][a] == after["split"][b] == after["split"][400]
+    moved = set(after.index[:400][after["split"][:400] != before["split"]])
+    assert moved in ({a}, {b})
+
+
+def test_the_split_stage_keeps_near_duplicates_and_families_together(tiny_params, tiny_rows, tmp_path):
+    from PIL import Image, ImageEnhance
+
+    from tests.conftest import write_manifest
+
+    root = tiny_params.data.root
+    picture = Image.new("RGB", (64, 64), "white")
+    picture.paste((200, 40, 40), (8, 8, 40, 56))
+    picture.save(root / "images" / "near.png")
+    ImageEnhance.Brightness(picture).enhance(1.1).save(root / "images" / "near-copy.png")
+    rows = [*tiny_rows,
+            {"sample_id": "n1", "image": "images/near.png", "text": "a red bar", "label": TINY_LABELS[0]},
+            {"sample_id": "n2", "image": "images/near-copy.png", "text": "a bar, brighter", "label": TINY_LABELS[0]}]
+    for i in range(40):  # a family: the cook in many people's versions, each its own picture
+        Image.new("RGB", (8, 8), (i * 6, 255 - i * 6, 7)).save(root / "images" / f"cook{i}.png")
+        rows.append({"sample_id": f"c{i}", "image": f"images/cook{i}.png", "text": f"{WORDS[i % 4]} cook",
+                     "label": TINY_LABELS[1]})
+    write_manifest(tiny_params.data.manifest, rows)
+    layout = Layout(tmp_path / "artifacts")
+    stages.clean(tiny_params, layout)
+    stages.split(tiny_params, layout)
+    split = pd.read_csv(layout.split_manifest, dtype=str, keep_default_na=False).set_index("sample_id")
+    assert split.loc["n1", "group"] == split.loc["n2", "group"]
+    assert split.loc["n1", "split"] == split.loc["n2", "split"]
+    assert split.loc[[f"c{i}" for i in range(40)], "split"].nunique() == 1
+    assert set(split.loc[[f"c{i}" for i in range(40)], "family"]) == {"cook"}
