@@ -127,3 +127,17 @@ def test_the_dask_cluster_is_local_by_default_or_any_address_and_shapes_no_model
     assert local.scale.dask_address is None and local.scale.local_workers >= 1
     assert remote.scale.dask_address == "tcp://10.0.0.5:8786" and remote.scale.shards == 16
     assert local.digest() == remote.digest()  # where features are made is not the model's lineage
+
+
+def test_a_modality_that_does_not_say_what_its_features_look_like_is_refused_at_definition():
+    from mmops.modalities.base import Modality
+
+    with pytest.raises(TypeError, match="modality Audio must define feature_dim, feature_norm"):
+        class Audio(Modality):  # noqa: F841 - defining it is the test
+            name, media, Options, encoders = "audio", True, object, {}
+
+
+def test_the_drift_thresholds_shape_no_model():
+    base = params_from_dict(repo_params())
+    changed = params_from_dict(repo_params(drift={"max_auc": 0.7, "fail_validate": False}))
+    assert base.digest() == changed.digest() and changed.drift.max_auc == 0.7

@@ -200,7 +200,10 @@ def test_every_param_a_stage_reads_is_one_of_its_params():
         listed = set(stage.get("params", []))
         for chain in _chains(_stage_and_helpers(name), "params"):
             parts = chain.split(".")
-            if parts[0] in methods or chain == "data.root":  # the root is a dependency path itself
+            if chain == "data.root":  # a stage reading the data folder depends on it as a path
+                assert PARAMS["data"]["root"] in stage["deps"], f"stage {name} reads data.root, not in its deps"
+                continue
+            if parts[0] in methods:
                 continue
             prefixes = {".".join(parts[:i]) for i in range(1, len(parts) + 1)}
             assert prefixes & listed, f"stage {name} reads params.{chain}, not in its dvc.yaml params"

@@ -10,7 +10,7 @@ from mmops.cli import main
 from mmops.config import Layout
 from mmops.features.cache import EncoderMismatch, FeatureCache
 from mmops.models.fusion import all_present
-from tests.conftest import TINY_LABELS, make_params, modalities_of, write_manifest
+from tests.conftest import TINY_LABELS, make_params, modalities_of, write_manifest, write_png
 
 SPLITS = ["train"] * 60 + ["val"] * 15 + ["test"] * 15
 
@@ -23,6 +23,8 @@ def crafted(tmp_path):
     layout = Layout(tmp_path / "artifacts")
     ids = [f"s{i:03d}" for i in range(90)]
     labels = [TINY_LABELS[(i * 7) % 3] for i in range(90)]
+    for s in ids:  # the images train measures for the drift reference
+        write_png(tmp_path / "data" / "images" / f"{s}.png", (len(s) * 30 % 256, 40, 90, 255))
     write_manifest(layout.split_manifest, [{"sample_id": s, "image": f"images/{s}.png", "text": f"thing {s}",
                                             "label": lab, "split": sp} for s, lab, sp in zip(ids, labels, SPLITS)])
     mods = modalities_of(params)
@@ -155,4 +157,5 @@ def test_train_saves_the_reference_profile_of_its_train_split(crafted):
     assert profile["rows"] == 60
     assert profile["labels"] == {label: train_labels.count(label) for label in sorted(set(train_labels))}
     assert set(profile["features"]) == {"image", "text"}
-    assert len(profile["measures"]["text.length"]) == 60  # the crafted rows have no image files to measure
+    assert {name: len(values) for name, values in profile["measures"].items()} == {
+        "image.width": 60, "image.height": 60, "image.brightness": 60, "text.length": 60}

@@ -96,9 +96,11 @@ class DriftReport:
 
 # -- measures: each modality's own few numbers per value --------------------------------------
 
-def measure(frame: pd.DataFrame, root: Path, modalities: Sequence[Modality]) -> dict[str, list[float]]:
+def measure(frame: pd.DataFrame, root: Path, modalities: Sequence[Modality], *,
+            strict: bool = False) -> dict[str, list[float]]:
     """Each measure (`<modality>.<name>`) over the rows that have a usable value. Values that
-    cannot be read are skipped: reporting them is validation's and cleaning's job."""
+    cannot be read are skipped (reporting them is validation's and cleaning's job), unless
+    `strict`: a reference profile is made from cleaned rows, where that is a bug to surface."""
     values: dict[str, list[float]] = {}
     for modality in modalities:
         for value in frame[modality.name]:
@@ -107,6 +109,8 @@ def measure(frame: pd.DataFrame, root: Path, modalities: Sequence[Modality]) -> 
             try:
                 loaded = modality.load(value, root)
             except (MediaError, OSError, ValueError):
+                if strict:
+                    raise
                 continue
             for name, number in modality.measures(loaded).items():
                 values.setdefault(f"{modality.name}.{name}", []).append(number)
@@ -136,7 +140,7 @@ def build_profile(frame: pd.DataFrame, features: FeatureCache | None, root: Path
         "format": PROFILE_FORMAT,
         "rows": len(frame),
         "labels": {str(k): int(v) for k, v in frame[LABEL].value_counts().sort_index().items()},
-        "measures": {name: _compact(np.array(v)) for name, v in measure(frame, root, modalities).items()},
+        "measures": {name: _compact(np.array(v)) for name, v in measure(frame, root, modalities, strict=True).items()},
         "features": {},
     }
     if features is None:

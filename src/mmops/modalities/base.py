@@ -62,6 +62,15 @@ class Modality(ABC):
     Options: ClassVar[type]  # a frozen dataclass of the entry's own options
     encoders: ClassVar[dict[str, EncoderSpec]]
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # a new modality (audio, ...) must say what sound features look like: fail at import,
+        # not at the first featurize
+        super().__init_subclass__(**kwargs)
+        missing = [a for a in ("name", "media", "feature_dim", "feature_norm", "Options", "encoders")
+                   if not hasattr(cls, a)]
+        if missing:
+            raise TypeError(f"modality {cls.__name__} must define {', '.join(missing)}")
+
     def __init__(self, spec: ModalityParams) -> None:
         if spec.encoder not in self.encoders:
             raise ValueError(f"params.yaml: modality '{spec.name}' has no encoder {spec.encoder!r} "
