@@ -78,6 +78,12 @@ def record_lines(path: Path) -> list[int]:
     return starts
 
 
+def classes_without_rows(frame: pd.DataFrame, labels: Iterable[str]) -> list[str]:
+    """The configured `labels` that no row of `frame` carries, in their configured order."""
+    present = set(frame[LABEL])
+    return [label for label in labels if label not in present]
+
+
 def missing_columns(frame: pd.DataFrame, names: dict[str, str]) -> list[str]:
     """Required columns absent from the manifest, by the names the manifest should use."""
     return [source for key, source in names.items() if key not in frame.columns]

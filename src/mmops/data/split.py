@@ -50,17 +50,19 @@ def group_keys(frame: pd.DataFrame, key_columns: Sequence[str], fallback: str,
             x = parent[x]
         return x
 
+    def union(x: str, y: str) -> None:
+        a, b = find(x), find(y)
+        parent[max(a, b)] = min(a, b)  # the smallest key represents the group
+
     rows = [[str(v) for v in values if isinstance(v, str) and v] for values in
             frame[list(key_columns)].itertuples(index=False)] if key_columns else [[] for _ in range(len(frame))]
     # ids and hashes live in one namespace here; the prefix keeps them from ever meeting
     rows = [values or [f"id:{sample_id}"] for values, sample_id in zip(rows, frame[fallback])]
     for values in rows:
         for other in values[1:]:
-            a, b = find(values[0]), find(other)
-            parent[max(a, b)] = min(a, b)  # the smallest key represents the group
+            union(values[0], other)
     for i, j in links:
-        a, b = find(rows[i][0]), find(rows[j][0])
-        parent[max(a, b)] = min(a, b)
+        union(rows[i][0], rows[j][0])
     return [find(values[0]) for values in rows]
 
 

@@ -14,7 +14,7 @@ import torch
 from mmops.config import CleanParams, DataParams
 from mmops.data.clean import hash_column
 from mmops.data.expectations import SuiteResult, run_suite, shorten
-from mmops.data.manifest import ID, LABEL, LINE
+from mmops.data.manifest import ID, LABEL, LINE, classes_without_rows
 from mmops.features.cache import FeatureCache
 from mmops.modalities.base import Modality
 
@@ -65,7 +65,7 @@ def check_cleaned(frame: pd.DataFrame, rejects: pd.DataFrame, data: DataParams, 
             return [f"class {label!r} has {count} row(s) after cleaning, fewer than clean.min_per_class "
                     f"({clean.min_per_class})" for label, count in counts.items() if count < clean.min_per_class]
         if config.type == "expect_column_distinct_values_to_contain_set":
-            absent = [label for label in data.labels if label not in set(frame[LABEL])]
+            absent = classes_without_rows(frame, data.labels)
             return [f"no rows left for the class(es) {', '.join(map(repr, absent))} after cleaning"]
         return None
 

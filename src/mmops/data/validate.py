@@ -21,7 +21,7 @@ import pandas as pd
 
 from mmops.config import DataParams
 from mmops.data.expectations import CRITICAL, WARNING, SuiteResult, run_suite, shorten
-from mmops.data.manifest import ID, LABEL, LINE, source_names
+from mmops.data.manifest import ID, LABEL, LINE, classes_without_rows, source_names
 from mmops.modalities.base import Modality
 
 OK = "ok"
@@ -76,7 +76,7 @@ def _describer(frame: pd.DataFrame, params: DataParams, modalities: Sequence[Mod
         if config.type == "expect_table_row_count_to_be_between":
             return ["no rows: the manifest has a header only"]
         if config.type == "expect_column_distinct_values_to_contain_set":
-            absent = [label for label in params.labels if label not in set(frame[LABEL])]
+            absent = classes_without_rows(frame, params.labels)
             return [f"column '{names[LABEL]}': no rows for the configured class(es) "
                     f"{', '.join(repr(a) for a in absent)} (params.yaml data.labels)"]
         if column in by_status:  # the modality's own reason, not "value outside the set"
