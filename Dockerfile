@@ -15,14 +15,15 @@ RUN apt-get update \
        nodejs=18.20.4+dfsg-1~deb12u2 npm=9.2.0~ds1-1 \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
-# Exactly what `make` installs on a developer's machine: the same recipe, constraints and extras
-# (tests/unit/test_dockerfile.py holds it to that). Code changes do not invalidate this layer.
+# What `make` installs on a developer's machine, by the same recipe and constraints, without the
+# dev extras (tests, linters: EXTRAS=); tests/unit/test_dockerfile.py holds it to that. Code
+# changes do not invalidate this layer.
 COPY Makefile pyproject.toml constraints.txt README.md ./
 COPY src/mmops/__init__.py src/mmops/__init__.py
-RUN make install
+RUN make install EXTRAS=
 COPY . .
 # The sample is fetched (npm) and checked against data.dvc at build time, never at run time.
-RUN make data
+RUN make data EXTRAS=
 
 FROM ${BASE}
 RUN apt-get update \
@@ -35,7 +36,10 @@ USER 1000:1000
 ENV PATH=/app/.venv/bin:$PATH \
     MLFLOW_TRACKING_URI=sqlite:////app/state/mlflow.db \
     PREFECT_SERVER_ANALYTICS_ENABLED=false DO_NOT_TRACK=1 GX_ANALYTICS_ENABLED=false \
-    HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=false
+    HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=false \
+    UVICORN_HTTP=mmops.serving.limits:BodyLimitedHTTP MMOPS_SERVE_MAX_BODY_BYTES=67108864
+# ^ the scoring server's uvicorn (it reads UVICORN_*) refuses a body over 64 MiB with 413 before
+# parsing it (src/mmops/serving/limits.py); `-e MMOPS_SERVE_MAX_BODY_BYTES=...` at run time changes it
 # MLflow's artifacts go to the volume too (./mlruns is MLflow's default artifact root)
 RUN mkdir -p state/mlruns && ln -s state/mlruns mlruns
 

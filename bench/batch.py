@@ -43,7 +43,8 @@ def main() -> None:
     parser.add_argument("--times", type=int, default=10)
     args = parser.parse_args()
     sample = pd.read_csv("data/metadata.csv", dtype=str, keep_default_na=False)
-    with tempfile.TemporaryDirectory() as tmp:
+    Path("artifacts").mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="bench-batch-", dir="artifacts") as tmp:  # the flow writes in the project only
         large = pd.concat([sample.assign(sample_id=sample["sample_id"] + f"-{i}") for i in range(args.times)])
         manifests = {"sample": Path("data/metadata.csv"), f"{args.times}x sample": Path(tmp) / "large.csv"}
         large.to_csv(manifests[f"{args.times}x sample"], index=False)

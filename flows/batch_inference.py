@@ -5,7 +5,9 @@ scored by a registered model, one task per chunk of rows.
     python flows/batch_inference.py new.csv --model models:/mmops-classifier/3 --out artifacts/batch
 
 Image paths are relative to `--root` (default: the manifest's folder). On the command line, paths
-are relative to where you are; as flow parameters (a deployment's), relative to the project. Writes predictions.csv
+are relative to where you are; as flow parameters (a deployment's), relative to the project.
+The model must be a registered version of `register.model_name` (by alias or number), and the
+output folder must lie under the project: whoever may run the deployment names them. Writes predictions.csv
 (label, class probabilities, the explanation by modality), rejects.csv (rows it could not read,
 with the reason) and summary.json (counts, throughput, accuracy and macro-F1 when labelled).
 """
@@ -24,7 +26,9 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from mmops import artifacts
 from mmops.config import load_params
+from mmops.registry.uris import registered_model_uri
 from mmops.serving import batch
 
 read = task(batch.read_batch, name="read-manifest", cache_policy=NO_CACHE)
@@ -48,20 +52,24 @@ def batch_inference(manifest: str, model_uri: str = "models:/mmops-classifier@ch
 def _score(manifest: str, model_uri: str, root: str | None, out_dir: str, chunk_size: int,
            params_path: str) -> dict[str, Any]:
     params = load_params(Path(params_path))
-    rows = read(Path(manifest), params)
+    # deployment parameters come from whoever may run it: a registered model only (loading one
+    # runs its logged code), outputs only inside the project
+    model_uri = registered_model_uri(model_uri, params.register.model_name)
+    out = artifacts.inside(Path.cwd(), out_dir)
     model = load(model_uri)
+    rows = read(Path(manifest), params, batch.served_modalities(model))  # the model's own columns
     media_root = Path(root) if root else Path(manifest).parent
     start = time.perf_counter()
     scored, rejected = [], []
     for first in batch.chunk_starts(len(rows), chunk_size):
-        predictions, rejects = score(model, rows.iloc[first:first + chunk_size], media_root, params)
+        predictions, rejects = score(model, rows.iloc[first:first + chunk_size], media_root)
         scored.append(predictions)
         rejected.append(rejects)
     seconds = time.perf_counter() - start
     predictions, rejects = pd.concat(scored, ignore_index=True), pd.concat(rejected, ignore_index=True)
     summary = batch.summarise(predictions, rejects, model.unwrap_python_model().classes, rows=len(rows),
                               chunks=len(scored), seconds=seconds, model_uri=model_uri)
-    batch.write_outputs(Path(out_dir), predictions, rejects, summary)
+    batch.write_outputs(out, predictions, rejects, summary)
     lines = [f"- **{key}**: {value}" for key, value in summary.items()]
     create_markdown_artifact("\n".join([f"## Batch scoring of `{manifest}`", *lines]), key="batch-inference")
     for line in lines:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from mmops import stages
@@ -30,6 +31,11 @@ def promotion(project_dir: str | None = None, params_path: str = "params.yaml") 
     for line in result["checks"]:
         print(line)
     print(f"{result['action']}: champion is {result['champion_after'] or '(none)'}")
+    # a refusal is the gate working: the run completes, and its decision is this artifact
+    checks = "\n".join(f"- {line}" for line in result["checks"])
+    create_markdown_artifact(f"## {result['action']}: challenger v{result['challenger']}, champion "
+                             f"{result['champion_before'] or '(none)'} -> {result['champion_after'] or '(none)'}\n\n"
+                             f"{checks}\n", key="promotion", description="mmops gate decision")
     return result
 
 

@@ -1,9 +1,12 @@
 """Do the fast tests notice when the core breaks? Each mutation below is a plausible bug in a
-core guarantee; this applies each, alone, to a copy of the repo and runs the fast suite there,
-which must fail. Prints one line per mutation and exits non-zero if any survived.
+core guarantee, with the fast test that must catch it. This applies each, alone, to a copy of
+the repo and runs its test there, which must fail (and first checks that every named test passes
+on the unmutated copy, so a failure is the mutation's doing). Prints a table, one line per
+mutation, and exits non-zero if any survived.
 
-    .venv/bin/python tests/mutations.py          # from the repo root (a few minutes)
-    .venv/bin/python tests/mutations.py --list   # just the mutations
+    .venv/bin/python tests/mutations.py          # from the repo root (about two minutes)
+    .venv/bin/python tests/mutations.py --full   # each mutant against the whole fast suite
+    .venv/bin/python tests/mutations.py --list   # just the mutations and their tests
 
 tests/test_mutations.py runs it in the slow suite (so CI keeps it true as the code changes).
 """
@@ -20,48 +23,105 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-# name -> (file, original text, mutated text). The original must occur exactly once, so a
-# refactor that moves the code makes this script fail loudly instead of testing nothing.
+# name -> (file, original text, mutated text, the fast test that kills it). The original must
+# occur exactly once, so a refactor that moves the code makes this script fail loudly instead of
+# testing nothing; a renamed test makes the baseline fail.
 MUTATIONS = {
     "serving ignores the missing-modality mask": (
         "src/mmops/serving/pyfunc.py",
         "explain(self.model, features, masks, self.device)",
         "explain(self.model, features, {m: torch.ones_like(p) for m, p in masks.items()}, self.device)",
+        "tests/unit/test_serving.py::test_a_record_with_one_modality_gets_exactly_that_modalitys_prediction",
     ),
     "features are not reordered to the split manifest's sample ids": (
         "src/mmops/features/cache.py",
         "order = torch.tensor([position[s] for s in sample_ids], dtype=torch.long)",
         "order = torch.arange(len(sample_ids))",
+        "tests/unit/test_stages.py::test_each_modality_alone_is_scored_on_the_test_samples_that_have_it",
     ),
     "fit keeps the last epoch instead of the best": (
         "src/mmops/training/train.py",
         'if row["val_loss"] < best_loss:',
         "if True:",
+        "tests/unit/training/test_train.py::test_the_kept_epoch_is_the_one_with_the_lowest_validation_loss_of_the_fused_prediction",
     ),
     "fusion weights fixed at 0.5 / 0.5": (
         "src/mmops/models/fusion/late.py",
         "self.fusion_weights.copy_(best)",
         "self.fusion_weights.fill_(0.5)",
+        "tests/unit/models/test_fusion.py::test_validation_step_puts_the_weight_on_the_modality_that_knows_the_answer",
     ),
     "the split lets near-duplicate images straddle splits": (
         "src/mmops/stages/data.py",
         "links=near + family_links(families)",
         "links=family_links(families)",
+        "tests/unit/data/test_split.py::test_the_split_stage_keeps_near_duplicates_and_families_together",
     ),
     "validate stops the run on one row's unknown label": (
         "src/mmops/data/validate.py",
         "e.ExpectColumnValuesToBeInSet(column=LABEL, value_set=list(params.labels), severity=WARNING)",
         "e.ExpectColumnValuesToBeInSet(column=LABEL, value_set=list(params.labels), severity=CRITICAL)",
+        "tests/unit/data/test_validate.py::test_validate_stage_writes_result_and_goes_on_past_row_problems",
     ),
     "the feature cache's suite lets NaN through": (
         "src/mmops/data/suites.py",
         'e.ExpectColumnValuesToBeInSet(column=f"{m.name}_finite", value_set=[True])',
         'e.ExpectColumnValuesToBeInSet(column=f"{m.name}_finite", value_set=[True, False])',
+        "tests/unit/data/test_suites.py::test_nan_features_are_named_by_sample",
     ),
     "drift never flags a measure (image brightness, text length)": (
         "src/mmops/data/drift.py",
         "drifted = bool(test.pvalue < params.alpha and test.statistic > params.min_ks_statistic)",
         "drifted = False",
+        "tests/unit/data/test_drift.py::test_validate_records_drift_and_goes_on_by_default",
+    ),
+    "the gate judges the bare difference instead of the interval's lower end": (
+        "src/mmops/registry/gate.py",
+        "check(low >= -params.max_regression,",
+        "check(observed >= -params.max_regression,",
+        "tests/unit/registry/test_gate.py::test_a_regression_within_tolerance_but_uncertain_beyond_it_is_refused",
+    ),
+    "the margin is measured against the worst modality instead of the best": (
+        "src/mmops/registry/gate.py",
+        "margins = fused - per_resample.max(axis=0)",
+        "margins = fused - per_resample.min(axis=0)",
+        "tests/unit/registry/test_gate.py::test_a_fused_model_between_its_modalities_is_refused_for_the_best_one",
+    ),
+    "the drift classifier is scored on the rows it was fitted on": (
+        "src/mmops/data/drift.py",
+        "scores = classifier.fit(fit_x, fit_y).decision_function(test_x)",
+        "scores = classifier.fit(fit_x, fit_y).decision_function(fit_x); test_y = fit_y",
+        "tests/unit/data/test_drift.py::test_the_drift_classifier_is_scored_on_rows_it_was_not_fitted_on",
+    ),
+    "drift compares the rows the reference was made of too": (
+        "src/mmops/data/drift.py",
+        "keep = np.array([key is None or key not in content for key in",
+        "keep = np.array([True for key in",
+        "tests/unit/data/test_drift.py::test_only_rows_the_reference_has_not_seen_are_compared",
+    ),
+    "an absent class is flagged however few of its rows were expected": (
+        "src/mmops/data/drift.py",
+        "drifted = reference_rows >= params.min_class_rows and expected >= params.min_class_rows",
+        "drifted = True",
+        "tests/unit/data/test_drift.py::test_a_class_absent_where_fewer_than_min_class_rows_were_expected_or_seen_is_not_flagged",
+    ),
+    "near-duplicate pairs are indexed from 0 instead of the block's start, beyond the first block": (
+        "src/mmops/data/split.py",
+        "i, j = present[start + a], present[b]",
+        "i, j = present[a], present[b]",
+        "tests/unit/data/test_split.py::test_near_duplicate_pairs_beyond_the_first_block_name_their_own_rows",
+    ),
+    "clean stops at exactly the reject budget instead of above it": (
+        "src/mmops/data/clean.py",
+        "len(rejects) / rows <= max_fraction",
+        "len(rejects) / rows < max_fraction",
+        "tests/unit/data/test_clean.py::test_rejects_exactly_at_the_budget_go_on",
+    ),
+    "the encoder-identity check compares only the fields both sides record": (
+        "src/mmops/features/cache.py",
+        "for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)",
+        "for key in sorted(set(a) & set(b)) if a.get(key) != b.get(key)",
+        "tests/unit/features/test_identity.py::test_an_identity_missing_a_field_the_other_side_records_is_a_mismatch",
     ),
 }
 
@@ -86,7 +146,7 @@ def copy_repo(workdir: Path) -> Path:
 
 def mutant(workdir: Path, name: str) -> Path:
     """A copy of the repo with mutation `name` applied."""
-    file, original, mutated = MUTATIONS[name]
+    file, original, mutated, _ = MUTATIONS[name]
     copy_repo(workdir)
     target = workdir / file
     text = target.read_text()
@@ -96,36 +156,42 @@ def mutant(workdir: Path, name: str) -> Path:
     return workdir
 
 
-def killed(workdir: Path) -> tuple[bool, str]:
-    """Run the fast suite in `workdir` (its own src first on the path); True if a test failed."""
+def run_tests(workdir: Path, tests: list[str]) -> tuple[int, list[str], str]:
+    """Run `tests` (node ids; none: the whole fast suite) in `workdir`, its own src first on the
+    path: pytest's exit code, the failed node ids, and the tail of its output."""
     env = {**os.environ, "PYTHONPATH": str(workdir / "src")}
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-m", "not slow"],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow", *tests],
         cwd=workdir, env=env, capture_output=True, text=True,
     )
-    failed = [line for line in result.stdout.splitlines() if line.startswith(("FAILED", "ERROR"))]
-    return result.returncode == 1 and bool(failed), failed[0] if failed else result.stdout[-500:]
+    failed = [line.split()[1] for line in result.stdout.splitlines() if line.startswith(("FAILED", "ERROR"))]
+    return result.returncode, failed, result.stdout[-800:]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--list", action="store_true")
+    parser.add_argument("--full", action="store_true", help="run the whole fast suite against each mutant")
     args = parser.parse_args()
     if args.list:
-        print("\n".join(MUTATIONS))
+        for name, (file, _, _, test) in MUTATIONS.items():
+            print(f"{name}\n    in {file}, killed by {test}")
         return 0
+    named = sorted({test for *_, test in MUTATIONS.values()})
     # The unmutated copy must pass: then any failure in a mutant is the mutation's doing.
     with tempfile.TemporaryDirectory(prefix="mmops-baseline-") as tmp:
-        failed, detail = killed(copy_repo(Path(tmp)))
-    if failed:
-        print(f"the unmutated copy fails, so mutants prove nothing: {detail}")
+        code, failed, tail = run_tests(copy_repo(Path(tmp)), [] if args.full else named)
+    if code != 0:
+        print(f"the unmutated copy fails, so mutants prove nothing: {failed or tail}")
         return 2
-    print("baseline: the unmutated copy passes the fast suite", flush=True)
+    print(f"baseline: the unmutated copy passes {'the fast suite' if args.full else 'every named test'}", flush=True)
     survived = []
-    for name in MUTATIONS:
+    for name, (file, _, _, test) in MUTATIONS.items():
         with tempfile.TemporaryDirectory(prefix="mmops-mutant-") as tmp:
-            caught, detail = killed(mutant(Path(tmp), name))
-        print(f"{'killed  ' if caught else 'SURVIVED'} {name}: {detail}", flush=True)
+            code, failed, tail = run_tests(mutant(Path(tmp), name), [] if args.full else [test])
+        caught = code == 1 and bool(failed)
+        print(f"{'killed  ' if caught else 'SURVIVED'} {name} ({file}): "
+              f"{'by ' + ', '.join(failed[:3]) if caught else tail}", flush=True)
         if not caught:
             survived.append(name)
     return 1 if survived else 0

@@ -1,4 +1,4 @@
-"""The fast suite catches each of the core mutations in tests/mutations.py."""
+"""The fast tests catch each of the core mutations in tests/mutations.py, each by its named test."""
 
 import subprocess
 import sys
@@ -17,4 +17,7 @@ def test_every_core_mutation_fails_a_fast_test():
     assert "baseline: the unmutated copy passes" in result.stdout
     from tests.mutations import MUTATIONS
 
-    assert result.stdout.count("killed") == len(MUTATIONS) >= 8  # every mutation ran, and was caught
+    killed = [line for line in result.stdout.splitlines() if line.startswith("killed")]
+    assert len(killed) == len(MUTATIONS) >= 16  # every mutation ran, and was caught
+    for line, (*_, test) in zip(killed, MUTATIONS.values()):
+        assert f"by {test}" in line  # by the test it names

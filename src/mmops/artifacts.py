@@ -14,6 +14,16 @@ import pandas as pd
 import torch
 
 
+def inside(root: Path, path: Path | str, what: str = "output folder") -> Path:
+    """`path` (relative to `root`, or absolute) resolved, if it lies under `root`; a ValueError
+    otherwise: what a caller from outside may write stays in the project."""
+    root = Path(root).resolve()
+    resolved = (root / path).resolve()
+    if not resolved.is_relative_to(root):
+        raise ValueError(f"{what} {path} refused: it must be under the project, {root}")
+    return resolved
+
+
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""

@@ -16,6 +16,7 @@ from mmops.config import Layout, load_params
 
 # Set by flows/retraining.py for the stages DVC runs: registration records (and retries within) that flow run.
 FLOW_RUN_ENV = "MMOPS_FLOW_RUN_ID"
+EXIT_REFUSED = 4  # `mmops promote` refused the challenger (1: an error, 2: bad arguments, 3: drift)
 
 
 def _stage(args: argparse.Namespace) -> int:
@@ -63,6 +64,8 @@ def _drift(args: argparse.Namespace) -> int:
 
 
 def _summary(args: argparse.Namespace) -> int:
+    from mmops.registry.lineage import redact_uri
+
     layout = Layout(Path(args.artifacts))
     metrics = json.loads(layout.metrics.read_text())
     print(f"\nTest split ({metrics['test_samples']} samples):")
@@ -73,7 +76,7 @@ def _summary(args: argparse.Namespace) -> int:
         reg = json.loads(layout.registered.read_text())
         if reg.get("registered", True):
             print(f"\nRegistered: {reg['name']} version {reg['version']} (alias '{reg['alias']}'), run {reg['run_id']}")
-            print(f"  tracking store: {reg['tracking_uri']}")
+            print(f"  tracking store: {redact_uri(reg['tracking_uri'])}")  # a file from before redaction too
             if "model_card" in reg:
                 print(f"  model card:     {reg['model_card']}  (`mmops card {reg['version']}` for a local copy)")
             print("  next:           mmops promote   (the gate: champion only if it earns it)")
@@ -100,7 +103,8 @@ def _promote(args: argparse.Namespace) -> int:
     verdict = "PROMOTED" if result["action"] == "promote" else "REFUSED"
     print(f"{verdict}: champion is {'v' + result['champion_after'] if result['champion_after'] else '(none)'}"
           f" (decision run {result['run_id']})")
-    return 0
+    # a refusal is a verdict, not an error, but cron, CI and `&&` must see it
+    return 0 if result["action"] == "promote" else EXIT_REFUSED
 
 
 def _rollback(args: argparse.Namespace) -> int:
@@ -201,7 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     drift.set_defaults(func=_drift)
 
     for name, func, text in (
-        ("promote", _promote, "the gate: promote the challenger to champion if it earns it (recorded)"),
+        ("promote", _promote, "the gate: promote the challenger to champion if it earns it (recorded); "
+                              f"exit 0 promoted (or already champion), {EXIT_REFUSED} refused, 1 error"),
         ("rollback", _rollback, "swap champion back to the previous version (recorded)"),
         ("history", _history, "every promotion decision and rollback, oldest first"),
     ):

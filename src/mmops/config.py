@@ -121,18 +121,23 @@ class PromoteParams:
     champion it may be (judged paired, per sample)."""
 
     min_macro_f1: float = 0.75  # fused, on the held-out split
-    min_margin_over_best_modality: float = 0.0  # fused macro-F1 minus the best single modality's
+    # fused macro-F1 minus the best single modality's: the lower end of its paired 95% interval
+    min_margin_over_best_modality: float = 0.0
     max_p95_latency_ms: float = 250.0  # one-record prediction through the registered model, here
     max_regression: float = 0.02  # lower end of the paired 95% interval of the macro-F1 difference
-    bootstrap_resamples: int = 2000
+    bootstrap_resamples: int = 2000  # each draws the test split's groups, not its rows
+    # Fewer test rows than this that the champion never trained or validated on: no fair
+    # comparison, the floors alone decide.
+    min_comparison_samples: int = 50
     seed: int = 0
     champion_alias: str = "champion"
     previous_alias: str = "previous"
     experiment: str = "mmops-promotions"  # one run per decision, promoted, refused or rolled back
 
     def __post_init__(self) -> None:
-        if self.bootstrap_resamples < 100 or self.max_regression < 0:
-            raise ValueError("params.yaml: promote needs bootstrap_resamples >= 100 and max_regression >= 0")
+        if self.bootstrap_resamples < 100 or self.max_regression < 0 or self.min_comparison_samples < 1:
+            raise ValueError("params.yaml: promote needs bootstrap_resamples >= 100, max_regression >= 0 "
+                             "and min_comparison_samples >= 1")
 
 
 @dataclass(frozen=True)
@@ -186,15 +191,21 @@ class DriftParams:
     # above this (0.5: not at all). Measured on the sample (1300 reference rows): held-out rows
     # of the same data 0.52, a class removed 0.56, inverted images 0.70, Twitter's art 0.76.
     max_auc: float = 0.6
-    # validate compares each new data version with the last training's reference (when one
-    # exists): true stops the run when it drifted; false records the result and goes on.
-    fail_validate: bool = True
+    # A class of the reference with no new rows is absent only when the reference had at least
+    # this many rows of it and the new rows should hold at least this many (its share of them):
+    # with fewer, missing it is chance (five expected and none seen: p < 0.01).
+    min_class_rows: int = 5
+    # Drift is a reason to retrain, not to refuse: validate (labels, measures) and featurize
+    # (features) record it, the run goes on and the gate judges the retrained model. True: a
+    # drifted data version stops at validate (an opt-in, e.g. for a hand-run pipeline).
+    fail_validate: bool = False
 
     def __post_init__(self) -> None:
         if not (0 < self.alpha < 1 and 0 <= self.min_ks_statistic < 1 and 0 <= self.max_label_shift < 1
-                and self.components >= 1 and 0.5 <= self.max_auc < 1):
+                and self.components >= 1 and 0.5 <= self.max_auc < 1 and self.min_class_rows >= 1):
             raise ValueError("params.yaml: drift needs 0 < alpha < 1, 0 <= min_ks_statistic < 1, "
-                             "0 <= max_label_shift < 1, components >= 1 and 0.5 <= max_auc < 1")
+                             "0 <= max_label_shift < 1, components >= 1, 0.5 <= max_auc < 1 "
+                             "and min_class_rows >= 1")
 
 
 @dataclass(frozen=True)
@@ -384,6 +395,10 @@ class Layout:
     @property
     def drift(self) -> Path:
         return self.root / "validate" / "drift.json"
+
+    @property
+    def feature_drift(self) -> Path:
+        return self.root / "featurize" / "drift.json"
 
     @property
     def reference(self) -> Path:

@@ -113,6 +113,8 @@ def registration(layout: Layout) -> dict[str, Any]:
 
 def data_lines(layout: Layout) -> list[str]:
     """The data checks of this run's data version, as markdown: each suite, rejects, drift."""
+    from mmops.data.drift import summarise  # scipy and sklearn: only when a report is written
+
     lines = ["", "## Data", ""]
     for name, path in (("raw manifest", layout.validation), ("cleaned manifest", layout.clean_expectations),
                        ("feature cache", layout.feature_expectations)):
@@ -124,13 +126,11 @@ def data_lines(layout: Layout) -> list[str]:
         clean = json.loads(layout.clean_metrics.read_text())
         lines.append(f"- clean kept {clean['kept']} of {clean['rows']} rows; rejects by reason: "
                      f"{clean['rejected_by_reason'] or 'none'}")
-    if layout.drift.exists():
-        drift = json.loads(layout.drift.read_text())
-        if drift.get("reference") is None:
-            lines.append(f"- drift: not checked, {drift.get('skipped', 'no reference')}")
-        else:
-            moved = [c["message"] for c in drift["checks"] if c["drifted"]]
-            lines.append("- drift against the last training's data: " + ("; ".join(moved) if moved else "none"))
+    # drift is a reason to retrain, reported here; the gate below judges the retrained model
+    for name, path in (("labels and measures", layout.drift), ("features", layout.feature_drift)):
+        if path.exists():
+            lines.append(f"- drift of the {name} against the last training's data: "
+                         f"{summarise(json.loads(path.read_text()))}")
     return lines
 
 

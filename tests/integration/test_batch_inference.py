@@ -60,3 +60,13 @@ def test_batch_flow_scores_a_manifest_in_chunks_listing_what_it_cannot_read(proj
     import asyncio
 
     assert len(asyncio.run(chunk_tasks())) == math.ceil(len(rows) / 20) == summary["chunks"]
+
+
+def test_batch_flow_refuses_a_model_that_is_not_registered_and_an_output_outside_the_project(tmp_path, prefect_server):
+    from flows.batch_inference import batch_inference
+
+    project = Path(__file__).resolve().parents[2]
+    with pytest.raises(ValueError, match="only a registered version of mmops-classifier"):
+        batch_inference("data/metadata.csv", model_uri="runs:/0123/model", project_dir=str(project))
+    with pytest.raises(ValueError, match="must be under the project"):
+        batch_inference("data/metadata.csv", out_dir=str(tmp_path), project_dir=str(project))

@@ -116,3 +116,28 @@ def test_register_promote_and_serve_through_a_tracking_server_on_postgresql(proj
     assert list(record["probabilities"]) == params["data"]["labels"]
     assert record["label"] == max(record["probabilities"], key=record["probabilities"].get)
     assert record["modalities"] == ["image", "text"]
+
+
+def test_postgres_starts_from_a_checkout_that_others_cannot_enter(tmp_path, monkeypatch):
+    """As root the server runs as `nobody`: binaries in a private checkout (under /root, or a
+    `mktemp -d`) and a private TMPDIR must not stop it."""
+    import os
+    import stat
+
+    import psycopg
+
+    from tests.integration import team_stack
+
+    if os.geteuid() != 0:
+        pytest.skip("only root drops to another account")
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    binaries = team_stack.copy_binaries(team_stack.postgres_bin(), private / "site")
+    assert not team_stack.reachable_by_others(binaries)
+    monkeypatch.setattr(team_stack, "postgres_bin", lambda: binaries)
+    monkeypatch.setenv("TMPDIR", str(private))
+    monkeypatch.setattr(team_stack.tempfile, "tempdir", None)  # gettempdir() reads TMPDIR again
+    with team_stack.postgres() as pg:
+        with psycopg.connect(pg.uri()) as connection:
+            assert connection.execute("select 1").fetchone() == (1,)
+    assert stat.S_IMODE(private.stat().st_mode) == 0o700  # nothing was opened up

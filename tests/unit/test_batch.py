@@ -1,10 +1,13 @@
 """Batch scoring in chunks: every readable row scored as the server would score it, every other
 row listed with its reason, and the scores computed when the manifest is labelled."""
 
+import dataclasses
+import io
 from types import SimpleNamespace
 
 import pandas as pd
 import pytest
+from PIL import Image
 
 from mmops.data.manifest import ManifestError
 from mmops.serving import batch
@@ -24,14 +27,15 @@ def scoring(tiny_params, tiny_rows, tmp_path):
             {"sample_id": "words", "image": "", "text": "only words", "label": TINY_LABELS[1]},
             *tiny_rows[3:]]
     manifest = write_manifest(tmp_path / "batch" / "manifest.csv", rows)
-    # the model as `mlflow.pyfunc.load_model` hands it over: predict(frame)
-    model = SimpleNamespace(predict=lambda frame: served.predict(None, frame), served=served)
+    # the model as `mlflow.pyfunc.load_model` hands it over: predict(frame), and the pyfunc inside
+    model = SimpleNamespace(predict=lambda frame: served.predict(None, frame), served=served,
+                            unwrap_python_model=lambda: served)
     return params, manifest, model
 
 
 def _run(params, manifest, model, chunk_size):
-    rows = batch.read_batch(manifest, params)
-    parts = [batch.score_chunk(model, rows.iloc[i:i + chunk_size], params.data.root, params)
+    rows = batch.read_batch(manifest, params, batch.served_modalities(model))
+    parts = [batch.score_chunk(model, rows.iloc[i:i + chunk_size], params.data.root)
              for i in batch.chunk_starts(len(rows), chunk_size)]
     return rows, pd.concat([p for p, _ in parts], ignore_index=True), pd.concat([r for _, r in parts], ignore_index=True)
 
@@ -83,3 +87,35 @@ def test_a_manifest_without_ids_or_any_modality_column_is_refused_naming_the_fil
     path = write_manifest(tmp_path / "batch" / "bad.csv", [{"name": "a", "label": "Flags"}])
     with pytest.raises(ManifestError, match=r"bad\.csv: needs the 'sample_id' column"):
         batch.read_batch(path, params)
+
+
+def _today(params, **image_options):
+    """params.yaml as it reads today, changed since the model was registered: the text column
+    renamed and the image limits loosened."""
+    changed = [dataclasses.replace(m, column="caption") if m.name == "text"
+               else dataclasses.replace(m, options=image_options) for m in params.modalities]
+    return dataclasses.replace(params, modalities=tuple(changed))
+
+
+def test_the_manifest_is_read_by_the_models_own_columns_not_todays_params(scoring):
+    params, manifest, model = scoring
+    today = _today(params, size=32, max_pixels=10_000_000)
+    rows = batch.read_batch(manifest, today, batch.served_modalities(model))
+    predictions, _ = batch.score_chunk(model, rows, params.data.root)
+    # the model reads 'text' (today's params would look for 'caption' and find no text at all)
+    assert predictions.set_index("sample_id").loc["words", "modalities"] == "text"
+
+
+def test_a_row_the_model_would_refuse_is_listed_by_the_models_limits_not_todays(scoring, tmp_path):
+    params, _, model = scoring
+    buffer = io.BytesIO()
+    Image.new("RGB", (200, 200)).save(buffer, format="PNG")  # over the model's 10,000 pixels
+    (params.data.root / "images" / "big.png").write_bytes(buffer.getvalue())
+    path = write_manifest(tmp_path / "batch" / "big.csv", [
+        {"sample_id": "big", "image": "images/big.png", "text": "", "label": TINY_LABELS[0]},
+        {"sample_id": "ok", "image": "", "text": "fine", "label": TINY_LABELS[0]}])
+    today = _today(params, size=32, max_pixels=10_000_000)  # today's limit would let it through
+    rows = batch.read_batch(path, today, batch.served_modalities(model))
+    predictions, rejects = batch.score_chunk(model, rows, params.data.root)
+    assert predictions["sample_id"].tolist() == ["ok"]
+    assert rejects["reason"].tolist() == ["image: decompression bomb: 200x200 pixels exceeds 10000"]

@@ -27,9 +27,17 @@ def test_the_image_installs_with_makes_own_recipe_constraints_and_extras():
     lines = _instructions()
     copied = next(line for line in lines if line.startswith("COPY Makefile"))
     assert {"Makefile", "pyproject.toml", "constraints.txt"} <= set(copied.split()[1:-1])
-    assert "RUN make install" in lines and "RUN make data" in lines
+    assert "RUN make install EXTRAS=" in lines and "RUN make data EXTRAS=" in lines
     assert not any("pip install" in line for line in lines)  # no second install recipe to drift
-    assert "-c constraints.txt -e '.[dev]'" in (REPO / "Makefile").read_text()
+    makefile = (REPO / "Makefile").read_text()
+    assert "-c constraints.txt -e '.$(EXTRAS)'" in makefile and "EXTRAS ?= [dev]" in makefile
+
+
+def test_the_served_image_ships_without_the_dev_extras():
+    # `make install EXTRAS=` installs `-e '.'`: no pytest, hadolint or test PostgreSQL in the image
+    done = subprocess.run(["make", "-n", "-B", "install", "EXTRAS=", "PYTHON=python3"], cwd=REPO,
+                          capture_output=True, text=True)
+    assert "-e '.'" in done.stdout and "[dev]" not in done.stdout
 
 
 def test_the_image_is_multi_stage_and_serves_as_a_non_root_user_with_a_health_check():
@@ -42,6 +50,12 @@ def test_the_image_is_multi_stage_and_serves_as_a_non_root_user_with_a_health_ch
     health = next(line for line in lines if line.startswith("HEALTHCHECK"))
     assert "127.0.0.1:5000/ping" in health and "EXPOSE 5000" in lines
     assert "models:/mmops-classifier@champion" in next(line for line in lines if line.startswith("CMD"))
+
+
+def test_the_served_image_limits_the_request_body_before_it_is_parsed():
+    env = next(line for line in _instructions() if line.startswith("ENV ") and "UVICORN_HTTP" in line)
+    assert "UVICORN_HTTP=mmops.serving.limits:BodyLimitedHTTP" in env.split()
+    assert any(word.startswith("MMOPS_SERVE_MAX_BODY_BYTES=") for word in env.split())
 
 
 def test_the_build_context_leaves_out_data_venvs_caches_and_mlflow_state():

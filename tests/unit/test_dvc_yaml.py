@@ -107,8 +107,9 @@ def test_every_layout_path_but_the_registration_record_is_a_declared_output():
     paths = {name: str(path) for name, path in Layout().all_paths().items()}
     # a new run id each time: as an output it would rewrite dvc.lock on every run
     assert paths.pop("registered") not in declared
-    # validate's drift record depends on whether a training ran before it: not reproducible
+    # validate's and featurize's drift records depend on whether a training ran before: not reproducible
     assert paths.pop("drift") not in declared
+    assert paths.pop("feature_drift") not in declared
     assert set(paths.values()) == declared
 
 
@@ -189,7 +190,7 @@ def test_every_artifact_a_stage_reads_is_a_dependency_and_every_one_it_writes_an
             attr = chain.split(".")[0]
             # validate compares new data with the previous training's reference: as a dependency
             # it would be a cycle (stages/data.py check_drift says why it is read anyway)
-            if attr in Layout().all_paths() and attr not in ("registered", "drift") \
+            if attr in Layout().all_paths() and attr not in ("registered", "drift", "feature_drift") \
                     and (name, attr) != ("validate", "reference"):
                 assert str(getattr(layout, attr)) in declared, f"stage {name} uses layout.{attr}, not in dvc.yaml"
 

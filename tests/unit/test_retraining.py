@@ -82,12 +82,31 @@ def test_the_report_names_each_suite_the_rejects_and_what_drifted(tmp_path):
     artifacts.write_json(layout.validation, {**suite, "success": True, "warnings": ["line 3: label 'Zoo'"]})
     artifacts.write_json(layout.clean_expectations, {**suite, "success": True, "warnings": []})
     artifacts.write_json(layout.clean_metrics, {"rows": 10, "kept": 9, "rejected_by_reason": {"unknown label": 1}})
-    artifacts.write_json(layout.drift, {"reference": "r.json", "checks": [
-        {"drifted": True, "message": "image features: moved"}, {"drifted": False, "message": "labels: as before"}]})
+    note = "40 new rows compared; 60 rows the reference already had left out"
+    artifacts.write_json(layout.drift, {"reference": "r.json", "note": note, "seen": 60, "checks": [
+        {"drifted": True, "message": "text.length: moved"}, {"drifted": False, "message": "labels: as before"}]})
+    artifacts.write_json(layout.feature_drift, {"reference": "r.json", "note": note, "seen": 60, "checks": [
+        {"drifted": True, "message": "image features: moved"}, {"drifted": False, "message": "text features: not"}]})
     assert retraining.data_lines(layout) == [
         "", "## Data", "",
         "- raw manifest: passed, 1 row problem(s) left to clean",
         "- cleaned manifest: passed",
         "- clean kept 9 of 10 rows; rejects by reason: {'unknown label': 1}",
-        "- drift against the last training's data: image features: moved",
+        f"- drift of the labels and measures against the last training's data: DRIFTED: text.length: moved ({note})",
+        f"- drift of the features against the last training's data: DRIFTED: image features: moved ({note})",
+    ]
+
+
+def test_the_report_says_when_drift_had_nothing_new_or_no_reference(tmp_path):
+    from mmops import artifacts
+    from mmops.config import Layout
+
+    layout = Layout(tmp_path)
+    nothing_new = "no new rows, nothing to compare (all 90 rows are the reference's own)"
+    artifacts.write_json(layout.drift, {"reference": "r.json", "rows": 0, "seen": 90, "checks": [], "note": nothing_new})
+    artifacts.write_json(layout.feature_drift, {"reference": None, "skipped": "no reference yet"})
+    assert retraining.data_lines(layout)[-2:] == [
+        "- drift of the labels and measures against the last training's data: no new rows, nothing to compare "
+        "(all 90 rows are the reference's own)",
+        "- drift of the features against the last training's data: not checked: no reference yet",
     ]

@@ -4,6 +4,11 @@ registry path is in tests/integration)."""
 import base64
 import dataclasses
 import io
+import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
@@ -17,7 +22,8 @@ from mmops.artifacts import save_torch
 from mmops.config import Layout
 from mmops.features.cache import EncoderMismatch, FeatureCache
 from mmops.models.fusion import build_fusion
-from mmops.serving.pyfunc import MultimodalClassifier
+from mmops.serving import pyfunc
+from mmops.serving.pyfunc import MultimodalClassifier, encoder_device
 from mmops.training.train import FitResult, checkpoint, predict
 from tests.conftest import TINY_LABELS, modalities_of
 
@@ -31,12 +37,12 @@ def _tiny_image_params(params):
     return dataclasses.replace(params, modalities=tuple(small))
 
 
-def _ckpt(params, path, *, dtype=torch.float32, encoders=None):
+def _ckpt(params, path, *, dtype=torch.float32, device="cpu", encoders=None):
     torch.manual_seed(0)
     mods = modalities_of(params)
     model = build_fusion("late", {m.name: m.feature_dim for m in mods}, len(TINY_LABELS), hidden_dim=8, dropout=0.0)
     model.fusion_weights.copy_(torch.tensor([0.4, 0.6]))
-    encoders = encoders or {m.name: m.identity(dtype) for m in mods}
+    encoders = encoders or {m.name: m.identity(dtype, device) for m in mods}
     specs = [{"name": m.name, "column": m.column, "encoder": m.encoder, "options": m.options} for m in params.modalities]
     return save_torch(path, checkpoint(FitResult(model=model, best_epoch=1), TINY_LABELS, encoders=encoders,
                                        modalities=specs))
@@ -213,6 +219,23 @@ def test_serving_refuses_a_model_whose_features_came_from_other_encoders(tmp_pat
         _load(_ckpt(params, tmp_path / "model.pt", encoders=encoders))
 
 
+def test_serving_refuses_a_model_whose_features_were_made_on_another_kind_of_device(tmp_path, monkeypatch):
+    from tests.conftest import make_params
+
+    params = _tiny_image_params(make_params(tmp_path / "data", labels=TINY_LABELS))
+    monkeypatch.setattr(pyfunc, "pick_device", lambda: CPU)  # a CPU-only host
+    with pytest.raises(EncoderMismatch, match=r"image\.device: the model's training features has 'cuda', "
+                                              r"this serving environment has 'cpu'(.|\n)*--device cpu"):
+        _load(_ckpt(params, tmp_path / "model.pt", dtype=torch.bfloat16, device="cuda"))
+
+
+def test_encoders_run_on_the_kind_of_device_the_training_features_were_made_on():
+    cuda = torch.device("cuda")
+    assert encoder_device("cpu", cuda) == CPU  # CPU-made features stay on the CPU on a GPU host
+    assert encoder_device("cuda", cuda) == cuda
+    assert encoder_device("cuda", CPU) == CPU  # none here: the identity check then refuses it
+
+
 def test_serving_encodes_in_the_precision_the_features_were_made_in(tmp_path, served):
     from tests.conftest import make_params
 
@@ -260,4 +283,52 @@ def test_a_small_request_is_scored_on_one_thread_and_the_thread_count_is_restore
         assert used == [1, 2] and torch.get_num_threads() == 2
     finally:
         served.encoders["text"] = encode
+        torch.set_num_threads(before)
+
+
+def test_a_text_over_the_models_max_chars_is_refused_by_the_rule_clean_applies(served):
+    text = next(m for m in served.modalities if m.name == "text")
+    limit = text.options.max_chars
+    # counted after normalising, as clean counts it: surrounding whitespace does not count
+    assert len(served.predict(None, pd.DataFrame({"text": ["  " + "x" * limit + "\t"]}))) == 1
+    too_long = "x" * (limit + 1)
+    reason = text.problem(too_long, Path("."))  # what clean records for this row
+    assert reason == f"text too long: {limit + 1} characters (max_chars {limit})"
+    with pytest.raises(MlflowException, match=f"record 1: 'text': {re.escape(reason)}") as refused:
+        served.predict(None, pd.DataFrame({"text": ["fine", too_long]}))
+    assert refused.value.error_code == "INVALID_PARAMETER_VALUE"  # a 400 with this message
+
+
+def test_concurrent_requests_of_different_sizes_each_get_their_answer_and_their_thread_count(served, monkeypatch):
+    sizes = [1, 16, 2, 24, 1, 16]
+    frames = [pd.DataFrame({"text": [f"request {i} record {j}" for j in range(n)]}) for i, n in enumerate(sizes)]
+    before = torch.get_num_threads()
+    monkeypatch.setattr(served, "threads", 2)
+    try:
+        alone = [served.predict(None, frame) for frame in frames]
+        encode, guard = served.encoders["text"], threading.Lock()
+        running, most, seen = [0], [0], []
+
+        def slow_encode(texts, **kw):
+            with guard:
+                running[0] += 1
+                most[0] = max(most[0], running[0])
+            seen.append((len(texts), torch.get_num_threads()))
+            time.sleep(0.05)  # the other requests arrive meanwhile
+            try:
+                return encode(texts, **kw)
+            finally:
+                with guard:
+                    running[0] -= 1
+
+        monkeypatch.setitem(served.encoders, "text", slow_encode)
+        with ThreadPoolExecutor(max_workers=len(frames)) as pool:
+            together = list(pool.map(lambda frame: served.predict(None, frame), frames))
+        for got, want in zip(together, alone):
+            pd.testing.assert_frame_equal(got, want)
+        # one request computes at a time, with the thread count it set for its own size
+        assert most[0] == 1
+        assert sorted(seen) == sorted((n, 1 if n < 16 else 2) for n in sizes)
+        assert torch.get_num_threads() == 2
+    finally:
         torch.set_num_threads(before)

@@ -1,12 +1,16 @@
 """Data drift: a reference profile of the training data, and a check of new data against it.
 
 At the end of training, `build_profile` summarises the train split in a small JSON document:
-the label counts, per-row measures of the inputs (each text's length; each image's width,
-height and brightness) and the distribution of every modality's features. `compare` tests a new
-data version against it, one check per quantity, each with a two-sample test from scipy:
+what identifies its rows (each sample id and a hash of its content), the label counts, per-row
+measures of the inputs (each text's length; each image's width, height and brightness) and the
+distribution of every modality's features. `compare` tests a new data version against it, on
+the rows the reference has not seen: the reference's own rows, compared with themselves, would
+pull every test towards "no drift". One check per quantity, each with a two-sample test from
+scipy:
 
-- labels: a class of the reference that is absent, or a class it never saw, is named; the mix
-  as a whole is a chi-square goodness-of-fit test against the reference's shares;
+- labels: a class of the reference that is absent (where `min_class_rows` of it were to be
+  expected), or a class it never saw, is named; the mix as a whole is a chi-square
+  goodness-of-fit test against the reference's shares;
 - measures: a Kolmogorov-Smirnov test of each one against the reference's values;
 - features: a classifier two-sample test (Lopez-Paz & Oquab, "Revisiting Classifier
   Two-Sample Tests", ICLR 2017) on the features projected on the reference's top principal
@@ -17,7 +21,9 @@ data version against it, one check per quantity, each with a two-sample test fro
   combinations of components more than along any one of them.
 
 A check is flagged only when the difference is both significant (p below `alpha`) and large
-enough to matter (an effect-size floor), so that a large data set does not trip on trivia.
+enough to matter (an effect-size floor, strictly exceeded), so that a large data set does not
+trip on trivia. Drift is a reason to retrain, not to refuse: the pipeline records it (validate:
+labels and measures; featurize: features) and goes on, unless `drift.fail_validate`.
 `encode_manifest` turns another manifest (say the Twitter sample) into features with the same
 code featurize runs, and `check_manifest` does all of it for `mmops drift <manifest>`.
 """
@@ -25,6 +31,7 @@ code featurize runs, and `check_manifest` does all of it for `mmops drift <manif
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,15 +48,18 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from mmops import artifacts
-from mmops.config import DriftParams, Params
-from mmops.data.clean import clean_manifest
+from mmops.config import DriftParams, Layout, Params
+from mmops.data.clean import clean_manifest, hash_column
 from mmops.data.manifest import ID, LABEL, read_manifest, require_columns, source_names
 from mmops.data.media import MediaError
-from mmops.features.cache import FeatureCache, check_encoders
+from mmops.features.cache import EncoderMismatch, FeatureCache, check_encoders
 from mmops.modalities import build_modalities
 from mmops.modalities.base import Modality
 
 PROFILE_FORMAT = "mmops-drift-profile/1"
+NOTHING_NEW = "no new rows, nothing to compare"
+# the checks `compare` runs: labels and measures need the manifest only, features need encoding
+LABELS, MEASURES, FEATURES = "labels", "measures", "features"
 
 
 @dataclass(frozen=True)
@@ -66,12 +76,32 @@ class Check:
 
 @dataclass(frozen=True)
 class DriftReport:
-    """Every check of one data version against the reference; drifted if any check is."""
+    """Every check of one data version's new rows against the reference; drifted if any check is."""
 
     reference_rows: int
-    rows: int
+    rows: int  # the rows compared: those the reference has not seen
     checks: tuple[Check, ...]
     rejected: int = 0  # rows of the new manifest that could not be used (clean's rules)
+    # rows left out because the reference holds their content; None: the reference does not
+    # record its rows (a profile from an older mmops), so every row was compared
+    seen: int | None = None
+    changed: int = 0  # rows under an id of the reference whose content changed: compared as new
+
+    @property
+    def nothing_new(self) -> bool:
+        """Every row was one the reference had: there was nothing to compare."""
+        return self.rows == 0 and self.seen is not None
+
+    @property
+    def note(self) -> str:
+        """Which rows were compared, for people."""
+        if self.nothing_new:
+            return f"{NOTHING_NEW} (all {self.seen} rows are the reference's own)"
+        if self.seen is None:
+            return (f"{self.rows} rows compared, the reference's own among them: the reference records no row ids "
+                    "and content hashes (made by an older mmops); retrain to compare new rows only")
+        changed = f", {self.changed} of them under an id of the reference with other content" if self.changed else ""
+        return f"{self.rows} new rows compared{changed}; {self.seen} rows the reference already had left out"
 
     @property
     def drifted(self) -> bool:
@@ -91,7 +121,8 @@ class DriftReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"drifted": self.drifted, "reference_rows": self.reference_rows, "rows": self.rows,
-                "rejected": self.rejected, "checks": [dataclasses.asdict(check) for check in self.checks]}
+                "seen": self.seen, "changed": self.changed, "note": self.note, "rejected": self.rejected,
+                "checks": [dataclasses.asdict(check) for check in self.checks]}
 
 
 # -- measures: each modality's own few numbers per value --------------------------------------
@@ -117,6 +148,52 @@ def measure(frame: pd.DataFrame, root: Path, modalities: Sequence[Modality], *,
     return values
 
 
+# -- which rows the reference has seen --------------------------------------------------------
+
+def _content_part(modality: Modality, frame: pd.DataFrame, position: int, root: Path) -> str:
+    """One modality's share of a row's content key, as clean computes it: the media file's
+    sha256 (clean's hash column when the frame has one) or the normalised value."""
+    value = frame[modality.name].iloc[position]
+    if modality.may_skip(value):
+        return ""
+    if not modality.media:
+        return modality.normalise(str(value))
+    column = hash_column(modality.name)
+    if column in frame.columns:
+        return str(frame[column].iloc[position])
+    return modality.content_key(str(value), root) or ""
+
+
+def row_keys(frame: pd.DataFrame, root: Path, modalities: Sequence[Modality]) -> list[str | None]:
+    """A short hash of each row's content in every modality (what clean calls the same content),
+    whatever its id. None where a media file cannot be read: such a row is never taken for one
+    the reference had."""
+    keys: list[str | None] = []
+    for position in range(len(frame)):
+        try:
+            parts = [[m.name, _content_part(m, frame, position, root)] for m in modalities]
+        except (MediaError, OSError, ValueError):
+            keys.append(None)
+            continue
+        # 64 bits: no two of even millions of rows collide by chance, and the profile stays small
+        keys.append(hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16])
+    return keys
+
+
+def new_rows(profile: dict[str, Any], frame: pd.DataFrame, root: Path,
+             modalities: Sequence[Modality]) -> tuple[pd.DataFrame, int | None, int]:
+    """The rows of `frame` whose content the reference does not hold, how many it does hold
+    (None: the profile records no rows, so every row is kept) and how many kept rows carry an
+    id of the reference (the same sample, changed)."""
+    identity = profile.get("row_identity")
+    if identity is None:
+        return frame, None, 0
+    content, ids = set(identity["content"]), set(identity["sample_ids"])
+    keep = np.array([key is None or key not in content for key in row_keys(frame, root, modalities)], dtype=bool)
+    kept = frame[keep]
+    return kept, int((~keep).sum()), int(kept[ID].astype(str).isin(ids).sum())
+
+
 # -- the profile -----------------------------------------------------------------------------
 
 def _compact(array: Any) -> list:
@@ -132,13 +209,18 @@ def _present(features: FeatureCache, sample_ids: Sequence[str], where: str) -> d
 
 
 def build_profile(frame: pd.DataFrame, features: FeatureCache | None, root: Path, modalities: Sequence[Modality],
-                  components: int = DriftParams.components) -> dict[str, Any]:
+                  components: int = DriftParams.components, seen: pd.DataFrame | None = None) -> dict[str, Any]:
     """The reference profile (JSON-serialisable) of `frame`, the train split's rows (canonical
     columns, as the split manifest holds them), with their features from the feature cache
-    (None: a profile without feature distributions, whose checks are then skipped)."""
+    (None: a profile without feature distributions, whose checks are then skipped). `seen`
+    (default: `frame`) are the rows a later data version's new rows are told from: training
+    passes its whole data version, as its val and test rows are not new data either."""
     profile: dict[str, Any] = {
         "format": PROFILE_FORMAT,
         "rows": len(frame),
+        # what tells a later data version's new rows from the ones this data version had (`new_rows`)
+        "row_identity": {"sample_ids": [str(i) for i in (frame if seen is None else seen)[ID]],
+                         "content": row_keys(frame if seen is None else seen, root, modalities)},
         "labels": {str(k): int(v) for k, v in frame[LABEL].value_counts().sort_index().items()},
         "measures": {name: _compact(np.array(v)) for name, v in measure(frame, root, modalities, strict=True).items()},
         "features": {},
@@ -178,14 +260,27 @@ def load_profile(path: Path) -> dict[str, Any]:
 
 # -- the checks ------------------------------------------------------------------------------
 
-def _label_checks(reference: dict[str, int], labels: pd.Series, params: DriftParams) -> list[Check]:
+def _absent_check(name: str, reference_rows: int, share: float, total: int, params: DriftParams) -> Check:
+    """A class of the reference that no row compared has. Its statistic is the rows it was
+    expected to have (its reference share of them): missing one that few rows would hold, or
+    that the reference itself had only a few of, is chance, not drift."""
+    expected = share * total
+    drifted = reference_rows >= params.min_class_rows and expected >= params.min_class_rows
+    detail = f"reference {share:.1%}, {reference_rows} rows; about {expected:.3g} expected in {total}"
+    message = (f"class '{name}' is absent ({detail})" if drifted else
+               f"class '{name}': no rows, too few expected to tell ({detail}; drift.min_class_rows "
+               f"{params.min_class_rows})")
+    return Check(f"class '{name}'", expected, None, float(params.min_class_rows), drifted, message)
+
+
+def label_checks(reference: dict[str, int], labels: pd.Series, params: DriftParams) -> list[Check]:
+    """Absent and new classes by name, and the label mix as a whole, against the reference's counts."""
     ref_total = sum(reference.values())
     counts = labels.value_counts()
     total = int(counts.sum())
     ref_share = {c: n / ref_total for c, n in reference.items()}
     share = {str(c): n / total for c, n in counts.items()} if total else {}
-    checks = [Check(f"class '{c}'", 0.0, None, 0.0, True, f"class '{c}' is absent (reference {ref_share[c]:.1%})")
-              for c in reference if c not in share]
+    checks = [_absent_check(c, reference[c], ref_share[c], total, params) for c in reference if c not in share]
     checks += [Check(f"class '{c}'", share[c], None, 0.0, True, f"class '{c}' is new: {share[c]:.1%}, not in the "
                      "reference") for c in sorted(share) if c not in ref_share]
     if not total:
@@ -206,7 +301,8 @@ def _label_checks(reference: dict[str, int], labels: pd.Series, params: DriftPar
                            f"{share.get(worst, 0.0):.1%} (chi-square p={p_value:.2g})")]
 
 
-def _measure_check(name: str, reference: list[float], values: list[float], params: DriftParams) -> Check:
+def measure_check(name: str, reference: list[float], values: list[float], params: DriftParams) -> Check:
+    """A Kolmogorov-Smirnov test of one measure against the reference's values."""
     if not values:
         return Check(name, 1.0, None, params.min_ks_statistic, True, f"{name}: no values in the new data")
     test = stats.ks_2samp(reference, values)
@@ -216,7 +312,9 @@ def _measure_check(name: str, reference: list[float], values: list[float], param
                  f"{np.median(values):.4g} (KS {test.statistic:.2f}, p={test.pvalue:.2g})")
 
 
-def _feature_check(name: str, reference: dict[str, Any], values: np.ndarray, params: DriftParams) -> Check:
+def feature_check(name: str, reference: dict[str, Any], values: np.ndarray, params: DriftParams) -> Check:
+    """The classifier two-sample test of one modality's features (rows of `values`) against the
+    reference's, on its principal components."""
     check_name = f"{name} features"
     ref = np.array(reference["projected"])
     if min(len(values), len(ref)) < 4:
@@ -240,23 +338,29 @@ def _feature_check(name: str, reference: dict[str, Any], values: np.ndarray, par
 
 
 def compare(profile: dict[str, Any], frame: pd.DataFrame, features: FeatureCache | None, root: Path,
-            modalities: Sequence[Modality], params: DriftParams = DriftParams(), rejected: int = 0) -> DriftReport:
-    """Check `frame` (a manifest's rows, canonical columns, media under `root`), with its
-    `features` (None: the feature checks are skipped), against the reference `profile`."""
-    checks = _label_checks(profile["labels"], frame[LABEL], params)
-    values = measure(frame, root, modalities)
-    checks += [_measure_check(name, reference, values.get(name, []), params)
-               for name, reference in profile["measures"].items()]
-    if features is not None:
+            modalities: Sequence[Modality], params: DriftParams = DriftParams(), rejected: int = 0,
+            parts: Sequence[str] = (LABELS, MEASURES, FEATURES)) -> DriftReport:
+    """Check the rows of `frame` (a manifest's rows, canonical columns, media under `root`) that
+    the reference has not seen, with their `features` (None: the feature checks are skipped),
+    against the reference `profile`: the checks named in `parts`. No new rows: no checks."""
+    frame, seen, changed = new_rows(profile, frame, root, modalities)
+    if seen is not None and frame.empty:
+        return DriftReport(int(profile["rows"]), 0, (), rejected, seen, changed)
+    checks = label_checks(profile["labels"], frame[LABEL], params) if LABELS in parts else []
+    if MEASURES in parts:
+        values = measure(frame, root, modalities)
+        checks += [measure_check(name, reference, values.get(name, []), params)
+                   for name, reference in profile["measures"].items()]
+    if features is not None and FEATURES in parts:
         expected = {m: ref["encoder"] for m, ref in profile["features"].items()}
-        # the precision may differ (a reference made on a GPU in bf16, a check on a CPU): the
+        # the precision and device may differ (a reference made on a GPU in bf16, a check on a CPU): the
         # difference it makes is far below what the classifier test can see
         check_encoders({m: features.encoders[m] for m in expected if m in features.encoders}, expected,
-                       made_by="the new data's features", expected_by="the reference profile", ignore=("dtype",),
+                       made_by="the new data's features", expected_by="the reference profile", ignore=("dtype", "device"),
                        remedy="the reference was made with other encoders: retrain, or check with the same ones")
         new = _present(features, frame[ID], "the new data's features")
-        checks += [_feature_check(m, ref, new[m], params) for m, ref in profile["features"].items()]
-    return DriftReport(int(profile["rows"]), len(frame), tuple(checks), rejected)
+        checks += [feature_check(m, ref, new[m], params) for m, ref in profile["features"].items()]
+    return DriftReport(int(profile["rows"]), len(frame), tuple(checks), rejected, seen, changed)
 
 
 # -- another manifest, end to end ------------------------------------------------------------
@@ -293,12 +397,66 @@ def check_manifest(params: Params, manifest: Path, profile: dict[str, Any], drif
     return compare(profile, rows, features, root, build_modalities(params.modalities), drift, rejected=len(rejects))
 
 
+# -- in the pipeline: against the last training's reference, recorded, never refusing ---------
+
+def last_reference(layout: Layout, labels: Sequence[str]) -> tuple[dict[str, Any] | None, str | None]:
+    """The last training's profile, or None and why it cannot speak for data of `labels`. It
+    is the previous training's output, not a DVC dependency of the stages that read it (that
+    would be a cycle): they rerun when the data changes, which is when it should be compared."""
+    if not layout.reference.exists():
+        return None, "no reference yet (the first training writes one)"
+    try:
+        profile = load_profile(layout.reference)
+    except ValueError as err:
+        return None, str(err)
+    if sorted(profile["labels"]) != sorted(labels):
+        return None, f"{layout.reference} was trained on other classes (another dataset): not comparable"
+    return profile, None
+
+
+def record(path: Path, reference: Path, report: DriftReport | None, skipped: str | None = None) -> dict[str, Any]:
+    """Write a drift record atomically (a report, or why there is none) and return it."""
+    content = ({"reference": None, "skipped": skipped} if report is None
+               else {"reference": str(reference), **report.to_dict()})
+    artifacts.write_json(path, content)
+    return content
+
+
+def feature_drift(params: Params, layout: Layout, frame: pd.DataFrame, features: FeatureCache) -> dict[str, Any]:
+    """Featurize's drift step: the classifier two-sample test of each modality's features, on the
+    rows of `frame` (the clean manifest) the last training's reference has not seen, recorded
+    in `layout.feature_drift`. It never stops the run: the gate judges the retrained model."""
+    profile, skipped = last_reference(layout, params.data.labels)
+    report = None
+    if profile is not None:
+        try:
+            report = compare(profile, frame, features, params.data.root, build_modalities(params.modalities),
+                             params.drift, parts=(FEATURES,))
+        except EncoderMismatch as err:  # other encoders (a params change): another feature space
+            skipped = f"not comparable: {err}"
+    return record(layout.feature_drift, layout.reference, report, skipped)
+
+
+def summarise(recorded: dict[str, Any]) -> str:
+    """One line for a recorded check (`record`): the retraining report, MLflow and the card."""
+    if recorded.get("reference") is None:
+        return f"not checked: {recorded.get('skipped', 'no reference')}"
+    if not recorded.get("checks") and recorded.get("seen") is not None:
+        return recorded.get("note") or NOTHING_NEW
+    moved = [c["message"] for c in recorded["checks"] if c["drifted"]]
+    compared = recorded.get("note") or f"{recorded.get('rows', '?')} rows compared"
+    return (f"DRIFTED: {'; '.join(moved)}" if moved else "none") + f" ({compared})"
+
+
 def render_markdown(report: DriftReport, title: str = "Drift check") -> str:
-    """The report as Markdown: a verdict line, what moved, then every check in a table."""
-    verdict = "DRIFTED" if report.drifted else "no drift"
+    """The report as Markdown: a verdict line, which rows were compared, what moved, then every
+    check in a table."""
+    verdict = "DRIFTED" if report.drifted else NOTHING_NEW if report.nothing_new else "no drift"
     lines = [f"# {title}: {verdict}", "",
-             f"{report.rows} rows compared with the reference's {report.reference_rows}"
+             f"{report.note}; the reference has {report.reference_rows} rows"
              + (f" ({report.rejected} unusable rows left out)" if report.rejected else "") + ".", ""]
+    if report.nothing_new:
+        return "\n".join(lines)
     if report.drifted:
         lines += ["What moved:", "", *[f"- {message}" for message in report.failures], ""]
     lines += ["| check | statistic | p-value | threshold | drifted | |", "|---|---|---|---|---|---|"]

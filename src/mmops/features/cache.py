@@ -67,7 +67,9 @@ def _flatten(prefix: str, value: Any) -> dict[str, Any]:
 def check_encoders(made: dict[str, Identity], expected: dict[str, Identity], *, made_by: str,
                    expected_by: str, ignore: tuple[str, ...] = (), remedy: str = "") -> None:
     """Raise `EncoderMismatch` listing every difference (by modality and field, both sides
-    named) between the encoders that made features and the ones expected."""
+    named) between the encoders that made features and the ones expected. A field only one side
+    records is a difference too: an identity from before that field existed (the device kind,
+    say) cannot vouch for it."""
     def flat(identities: dict[str, Identity]) -> dict[str, Any]:
         return {k: v for m, ident in identities.items()
                 for k, v in _flatten(m, {f: x for f, x in ident.items() if f not in ignore}).items()}

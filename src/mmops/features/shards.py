@@ -59,7 +59,7 @@ def encode_shard(params: Params, rows: pd.DataFrame, device: torch.device | str 
             out[mask] = encode(list(rows.loc[mask.numpy(), modality.name]), batch_size=params.featurize.batch_size,
                                load=lambda value, m=modality: m.load(value, params.data.root))
         features[modality.name], present[modality.name] = out, mask
-        encoders[modality.name] = modality.identity(dtype)
+        encoders[modality.name] = modality.identity(dtype, dev)
     return FeatureCache(list(rows[ID]), features, present, encoders)
 
 

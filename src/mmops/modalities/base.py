@@ -131,15 +131,17 @@ class Modality(ABC):
         """The encoder's input size (pixels per side, tokens, ...), part of its identity."""
         return 0
 
-    def identity(self, dtype: torch.dtype) -> dict[str, Any]:
+    def identity(self, dtype: torch.dtype, device: torch.device | str = "cpu") -> dict[str, Any]:
         """What made (or would make) this modality's features: stored with the features and the
-        model, and compared wherever features are made or used."""
+        model, and compared wherever features are made or used. The kind of device counts as
+        much as the precision: CUDA and CPU kernels (bf16 autocast above all) give other numbers."""
         return {
             "modality": self.name,
             "encoder": self.spec.encoder,
             "packages": {p: installed_version(p) for p in self.encoders[self.spec.encoder].packages},
             "input_size": self.input_size(),
             "dtype": str(dtype).removeprefix("torch."),
+            "device": torch.device(device).type,
             "dim": self.feature_dim,
         }
 

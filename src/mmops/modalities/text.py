@@ -55,8 +55,11 @@ class TextModality(Modality):
 
     def check(self, value: str, root: Path) -> str | None:
         text = normalise_text(value) if isinstance(value, str) else ""
-        if not text:
-            return "empty text"
+        return "empty text" if not text else self.over_limits(text)
+
+    def over_limits(self, text: str) -> str | None:
+        """Why a normalised, non-empty text is refused by this modality's limits, or None: the
+        one rule clean and serving both apply, so serving never takes what training never saw."""
         if len(text) > self.options.max_chars:
             return f"text too long: {len(text)} characters (max_chars {self.options.max_chars})"
         return None
@@ -81,7 +84,13 @@ class TextModality(Modality):
             return None
         if not isinstance(value, str):
             raise ValueError(f"must be a string, got {type(value).__name__}")
-        return self.normalise(value) or None  # nothing left (only control characters): absent
+        text = self.normalise(value)
+        if not text:
+            return None  # nothing left (only control characters): absent
+        reason = self.over_limits(text)
+        if reason is not None:
+            raise ValueError(reason)
+        return text
 
     def to_request(self, value: str, root: Path) -> str:
         return value

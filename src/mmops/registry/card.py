@@ -20,7 +20,8 @@ from mlflow.exceptions import MlflowException
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from mmops import artifacts
-from mmops.registry.gate import macro_f1, resamples_of
+from mmops.data.manifest import ID
+from mmops.evaluation.bootstrap import Resampler, interval, macro_f1
 
 CARD = "model_card.html"
 RESAMPLES, SEED = 1000, 0
@@ -43,14 +44,22 @@ class CardInputs:
     classes: list[str]
 
 
-def bootstrap_scores(target: np.ndarray, predicted: np.ndarray, num_classes: int) -> dict[str, tuple[float, float, float]]:
-    """Accuracy and macro-F1 with a 95% percentile-bootstrap interval over the samples."""
-    index = resamples_of(len(target), RESAMPLES, SEED)
-    accuracy = (predicted[index] == target[index]).mean(1)
-    f1 = macro_f1(target[index], predicted[index], num_classes)
-    observed = {"accuracy": float((predicted == target).mean()), "macro_f1": float(macro_f1(target, predicted, num_classes)[0])}
-    return {k: (observed[k], *map(float, np.percentile(v, [2.5, 97.5]))) for k, v in
-            (("accuracy", accuracy), ("macro_f1", f1))}
+def bootstrap_scores(target: np.ndarray, predicted: np.ndarray, num_classes: int,
+                     groups: np.ndarray | None = None) -> dict[str, tuple[float, float, float]]:
+    """Accuracy and macro-F1 with a 95% percentile interval from a bootstrap of the test split's
+    `groups` (None: of its samples)."""
+    resampler = Resampler.of(groups, len(target), resamples=RESAMPLES, seed=SEED)
+    observed = {"accuracy": float((predicted == target).mean()), "macro_f1": macro_f1(target, predicted, num_classes)}
+    return {k: (observed[k], *interval(v)) for k, v in
+            (("accuracy", resampler.accuracy(target, predicted)),
+             ("macro_f1", resampler.macro_f1(target, predicted, num_classes)))}
+
+
+def _groups(predictions: pd.DataFrame, split: pd.DataFrame) -> np.ndarray | None:
+    """Each test prediction's group, from the split manifest (None when either lacks it)."""
+    if ID not in predictions.columns or not {ID, "group"} <= set(split.columns):
+        return None
+    return predictions[ID].astype(str).map(split.set_index(split[ID].astype(str))["group"]).fillna("").to_numpy()
 
 
 def _picture(figure: Any) -> str:
@@ -109,11 +118,11 @@ def render(inputs: CardInputs) -> str:
     target = frame["label"].map(index).to_numpy()
     models = [c.removeprefix("pred_") for c in frame.columns if c.startswith("pred_")]
     models.sort(key=lambda m: m != "fused")
-    rows = []
+    rows, groups = [], _groups(frame, inputs.split)
     for model in models:
         has = frame[f"pred_{model}"].fillna("").astype(str).ne("").to_numpy()
         scores = bootstrap_scores(target[has], frame.loc[has, f"pred_{model}"].map(index).fillna(-1).to_numpy(int),
-                                  len(inputs.classes))
+                                  len(inputs.classes), None if groups is None else groups[has])
         rows.append({"model": model, "test samples": int(has.sum()),
                      **{k: f"{v:.3f} [{lo:.3f}, {hi:.3f}]" for k, (v, lo, hi) in scores.items()}})
     fused = frame["pred_fused"].map(index).to_numpy()
@@ -131,6 +140,11 @@ def render(inputs: CardInputs) -> str:
                ("commit", tags.get("mmops.git_commit", "?")), ("params hash", tags.get("mmops.params_hash", "?")),
                ("run", inputs.run_id), ("fusion", params.get("train.fusion", "?")),
                ("modalities and encoders", encoders or "?")]
+    # register's one-line drift records (stages/release.py drift_tags): a reason to retrain, not to refuse
+    drift = [(what, tags[tag]) for what, tag in (("labels and measures", "mmops.drift.validate"),
+                                                 ("features", "mmops.drift.features")) if tag in tags]
+    drift_html = (_table(pd.DataFrame(drift, columns=["checked", "against the previous training's data"]))
+                  if drift else "<p>Not recorded (the first training, or registered by an older mmops).</p>")
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(inputs.name)} v{inputs.version}: model card</title>
@@ -145,8 +159,11 @@ Generated {generated} by <code>mmops card {inputs.version}</code>.</p>
 <p>{len(inputs.split)} samples after cleaning: {counts.get('train', 0)} train, {counts.get('val', 0)} validation,
 {counts.get('test', 0)} test (split by a salted hash of each sample's content group).</p>
 {_table(pd.DataFrame(lineage, columns=["lineage", "value"]))}
+<h2>Drift</h2>
+{drift_html}
 <h2>Test scores</h2>
-<p>On the {len(frame)} test samples, with 95% bootstrap intervals ({RESAMPLES} resamples of the samples).
+<p>On the {len(frame)} test samples, with 95% bootstrap intervals ({RESAMPLES} resamples of
+{'the split&#39;s groups of samples: a group (same file, near-duplicate, family) is drawn whole' if groups is not None else 'the samples'}).
 <i>fused</i> is what is served; each modality alone is scored on the samples that have it.</p>
 {_table(pd.DataFrame(rows))}
 <h2>Per class (fused)</h2>
@@ -165,8 +182,6 @@ project for the MLOps around a multimodal classifier. Any modality may be missin
 <ul>
 <li>The image model learned one vendor's art (the sample is a single emoji set): other renderings
 of the same emoji, photographs and screenshots are out of distribution.</li>
-<li>Siblings of one concept (e.g. person / man / woman variants) can sit on both sides of the
-split, which flatters the scores above.</li>
 <li>English names only; texts are truncated at the text encoder's token limit.</li>
 <li>Small test split: read the intervals, not the point scores.</li>
 </ul>

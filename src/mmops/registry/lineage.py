@@ -3,13 +3,38 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from mlflow.exceptions import MlflowException
 
 from mmops.data.versioning import data_md5, workspace_matches
+
+
+# query parameters that carry a secret in store URIs (`?password=` for PostgreSQL, tokens, keys)
+_SECRET_PARAMETER = re.compile(r"pass|secret|token|key|credential|auth|signature", re.IGNORECASE)
+REDACTED = "***"
+
+
+def redact_uri(uri: str) -> str:
+    """`uri` safe to print or store: its user info (`user:password@`, a token) and any query
+    parameter that holds a secret replaced by `***`; the rest (scheme, host, port, path) kept,
+    so it still says which store it was."""
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return REDACTED  # not a URI we can take apart: print none of it
+    # edited in place, not rebuilt: urlunsplit would turn `sqlite:////abs/path` into `sqlite://abs/path`
+    if "@" in parts.netloc:
+        uri = uri.replace(f"//{parts.netloc.rpartition('@')[0]}@", f"//{REDACTED}@", 1)
+    if parts.query:
+        query = urlencode([(k, REDACTED if _SECRET_PARAMETER.search(k) else v)
+                           for k, v in parse_qsl(parts.query, keep_blank_values=True)], safe="*")
+        uri = uri.replace(f"?{parts.query}", f"?{query}", 1)
+    return uri
 
 
 def git_commit(cwd: Path = Path(".")) -> str:

@@ -18,6 +18,8 @@ from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 from mlflow.types.schema import Array, Map, Object, Property
 
+from mmops.registry.lineage import redact_uri
+
 # What the served model imports besides its encoders' packages (which each modality names);
 # all pinned to the versions it was trained with.
 # On the run of each registration attempt made inside a flow run: a retry finds it.
@@ -138,5 +140,6 @@ def _finish(client: MlflowClient, name: str, version: str, run_id: str, experime
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
     client.set_registered_model_alias(name, alias, version)
+    # the URI is printed and written to model_version.json: never with its credentials
     return RegisteredModel(name=name, version=version, alias=alias, run_id=run_id,
-                           experiment_id=experiment_id, tracking_uri=mlflow.get_tracking_uri())
+                           experiment_id=experiment_id, tracking_uri=redact_uri(mlflow.get_tracking_uri()))

@@ -6,7 +6,8 @@ path before anything imports it. In the gate's own process the installed `mmops`
 imported, and an older version would be scored with today's code.
 
 IN is a pickle of {"requests": DataFrame, "alone": {column: bool array}, "latency_records": int};
-OUT receives a pickle of {"fused": [label], "alone": {column: [label]}, "timings_ms": [float]}.
+OUT receives a pickle of {"fused": [label], "alone": {column: [label]}, "timings_ms": [float],
+"classes": [label] or None} (the classes the model was trained on, in its own order).
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ def main(uri: str, source: str, target: str) -> None:
                  for i in range(0, len(frame), step)]
         return pd.concat(parts).tolist() if parts else []
 
-    out = {"fused": labels(requests), "alone": {}, "timings_ms": []}
+    out = {"fused": labels(requests), "alone": {}, "timings_ms": [],
+           "classes": getattr(model.unwrap_python_model(), "classes", None)}
     for column, rows in job["alone"].items():
         out["alone"][column] = labels(requests.loc[rows, [column]].reset_index(drop=True))
     for i in range(min(job["latency_records"], len(requests)) + 3):  # the first three warm up

@@ -21,11 +21,13 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from mmops.config import Params
-from mmops.data.manifest import LABEL
+from mmops.data.clean import hash_column
+from mmops.data.manifest import ID, LABEL
+from mmops.data.split import near_duplicate_links
 from mmops.data.versioning import data_md5
 from mmops.modalities import requests_for
 from mmops.modalities.base import Modality, present
-from mmops.registry.gate import Decision, Evaluation, decide
+from mmops.registry.gate import UNKNOWN, Decision, Evaluation, decide
 
 SPLIT_ARTIFACT = "pipeline/split/manifest.csv"  # logged by the register stage
 LATENCY_RECORDS = 30
@@ -49,23 +51,52 @@ def _alias(client: MlflowClient, name: str, alias: str) -> str | None:
         return None
 
 
-def test_split_of(client: MlflowClient, run_id: str) -> pd.DataFrame:
-    """The test rows of the split a version was trained with (logged with its run)."""
+def split_of_run(client: MlflowClient, run_id: str) -> pd.DataFrame:
+    """The split manifest a version was trained with (logged with its run): every row, its
+    group and its split."""
     try:
         local = client.download_artifacts(run_id, SPLIT_ARTIFACT)
     except MlflowException as err:
         raise ValueError(f"run {run_id} has no {SPLIT_ARTIFACT} (registered by an older mmops?): "
                          f"register it again with `mmops stage register`") from err
-    frame = pd.read_csv(local, dtype=str, keep_default_na=False)
+    return pd.read_csv(local, dtype=str, keep_default_na=False)
+
+
+def test_split_of(client: MlflowClient, run_id: str) -> pd.DataFrame:
+    """The test rows of the split a version was trained with."""
+    frame = split_of_run(client, run_id)
     return frame[frame["split"] == "test"].reset_index(drop=True)
 
 
-def score_version(uri: str, version: str, requests: pd.DataFrame, target: np.ndarray,
-                  classes: list[str]) -> Evaluation:
+def unseen_rows(test: pd.DataFrame, seen: pd.DataFrame, modalities: Sequence[Modality],
+                near_duplicate_distance: int) -> np.ndarray:
+    """Which rows of `test` belong to a group that shares nothing with `seen` (another model's
+    train and val rows): no sample id, no media file, no family, no near-duplicate image. One
+    link condemns the row's whole group, as the split would have grouped it. Another data
+    version, another salt or a merged group can all put a champion's training rows in a
+    challenger's test split; scoring it there would flatter the champion."""
+    hit = test[ID].isin(set(seen[ID])).to_numpy().copy()
+    columns = [hash_column(m.name) for m in modalities if m.media] + ["family"]
+    for column in [c for c in columns if c in test.columns and c in seen.columns]:
+        known = set(seen[column]) - {""}
+        hit |= (test[column].isin(known) & test[column].ne("")).to_numpy()
+    for m in modalities:
+        column = f"{m.name}_{m.near_duplicate_fact}"
+        if m.near_duplicate_fact and column in test.columns and column in seen.columns:
+            hashes = list(test[column]) + list(seen[column])
+            for i, j in near_duplicate_links(hashes, near_duplicate_distance):
+                if i < len(test) <= j:
+                    hit[i] = True
+    return ~test["group"].isin(set(test.loc[hit, "group"])).to_numpy()
+
+
+def score_version(uri: str, version: str, requests: pd.DataFrame, labels: Sequence[str],
+                  order: Sequence[str] | None = None) -> Evaluation:
     """Per-sample predictions of a registered model through its own pyfunc, run with its own
     logged code in a process of its own (`own_code_scoring.py`): all modalities, then each
-    alone; and its one-record p95 latency."""
-    index = {c: i for i, c in enumerate(classes)}
+    alone where present; its classes; and its one-record p95 latency. Labels, true and
+    predicted, are indexed in `order` (default: the model's own classes), UNKNOWN for one
+    outside it: a champion is indexed in its challenger's order, so both compare row by row."""
     alone = {column: requests[column].map(present).to_numpy() for column in requests.columns}
     with tempfile.TemporaryDirectory() as tmp:
         job, out = Path(tmp) / "job.pkl", Path(tmp) / "out.pkl"
@@ -77,16 +108,23 @@ def score_version(uri: str, version: str, requests: pd.DataFrame, target: np.nda
             last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
             raise RuntimeError(f"scoring {uri} with its own code failed: {last}")
         scored = pickle.loads(out.read_bytes())
+    if not scored["classes"]:
+        raise ValueError(f"{uri} does not say which classes it was trained on (registered by an older mmops?): "
+                         "register it again with `mmops stage register`")
+    classes = tuple(scored["classes"])
+    index = {c: i for i, c in enumerate(order or classes)}
 
-    def indices(labels: list[str]) -> np.ndarray:
-        return np.array([index.get(label, -1) for label in labels], dtype=int)
+    def indices(answers: Sequence[str]) -> np.ndarray:
+        return np.array([index.get(answer, UNKNOWN) for answer in answers], dtype=int)
 
     modalities = {}
     for column, rows in alone.items():
-        modalities[column] = np.full(len(requests), -1)
+        # rows where the modality is absent are never scored (Evaluation.present), whatever they hold
+        modalities[column] = np.full(len(requests), UNKNOWN)
         modalities[column][rows] = indices(scored["alone"][column])
-    return Evaluation(version=version, target=target, fused=indices(scored["fused"]), modalities=modalities,
-                      p95_latency_ms=float(np.percentile(scored["timings_ms"], 95)))
+    return Evaluation(version=version, target=indices(labels), fused=indices(scored["fused"]),
+                      modalities=modalities, p95_latency_ms=float(np.percentile(scored["timings_ms"], 95)),
+                      classes=classes, present=alone)
 
 
 def _point(client: MlflowClient, name: str, alias: str, version: str | None) -> None:
@@ -123,11 +161,11 @@ def _record(client: MlflowClient, params: Params, tags: dict[str, str], numbers:
     return run.info.run_id
 
 
-def _log_evaluation(client: MlflowClient, run_id: str, evaluation: Evaluation, classes: list[str]) -> None:
+def _log_evaluation(client: MlflowClient, run_id: str, evaluation: Evaluation) -> None:
     """MLflow's own classifier evaluation of the challenger's fused predictions, logged to the
     decision run (metrics, per-class metrics, confusion matrix), so the MLflow UI shows them.
     The gate's floors and paired test stay in `gate.decide`: they need per-sample resampling."""
-    names = np.array([*classes, "(unknown)"])  # index -1: a label the model gave outside the classes
+    names = np.array([*evaluation.classes, "(unknown)"])  # index UNKNOWN (-1): a label outside the classes
     frame = pd.DataFrame({"label": names[evaluation.target], "prediction": names[evaluation.fused]})
     # MLflow resumes a run only inside the active experiment (register may have set another)
     mlflow.set_experiment(experiment_id=client.get_run(run_id).info.experiment_id)
@@ -136,9 +174,11 @@ def _log_evaluation(client: MlflowClient, run_id: str, evaluation: Evaluation, c
                                evaluator_config={"log_model_explainability": False, "average": "macro"})
 
 
-def promote(params: Params, *, dvc_file: Path, classes: list[str], modalities: Sequence[Modality],
+def promote(params: Params, *, dvc_file: Path, modalities: Sequence[Modality],
             client: MlflowClient | None = None) -> Outcome:
-    """Run the gate on the current challenger against the current champion, and promote or refuse."""
+    """Run the gate on the current challenger against the current champion, and promote or refuse.
+    Both are scored on the challenger's test split; the comparison keeps the rows whose groups
+    the champion never trained or validated on (`unseen_rows`)."""
     client = client or MlflowClient()
     name, gate = params.register.model_name, params.promote
     challenger = _alias(client, name, params.register.alias)
@@ -154,16 +194,23 @@ def promote(params: Params, *, dvc_file: Path, classes: list[str], modalities: S
                          f"check out the data it was trained on (git checkout <its commit> {dvc_file} && dvc checkout)")
     split = test_split_of(client, version.run_id)
     requests = requests_for(split, modalities, params.data.root)
-    target = np.array([classes.index(label) for label in split[LABEL]])
-    scored = score_version(f"models:/{name}/{challenger}", challenger, requests, target, classes)
-    baseline = score_version(f"models:/{name}/{champion}", champion, requests, target, classes) if champion else None
-    decision = decide(scored, baseline, gate, len(classes))
+    scored = score_version(f"models:/{name}/{challenger}", challenger, requests, split[LABEL])
+    if (scored.target == UNKNOWN).any():
+        raise ValueError(f"{name} v{challenger}'s own test split has labels outside its classes {list(scored.classes)}")
+    baseline, unseen = None, None
+    if champion:
+        baseline = score_version(f"models:/{name}/{champion}", champion, requests, split[LABEL], scored.classes)
+        trained = split_of_run(client, client.get_model_version(name, champion).run_id)
+        unseen = unseen_rows(split, trained[trained["split"] != "test"], modalities,
+                             params.split.near_duplicate_distance)
+    groups = split["group"].to_numpy() if "group" in split.columns else None
+    decision = decide(scored, baseline, gate, groups=groups, unseen=unseen)
     action = "promote" if decision.promote else "refuse"
     tags = {"mmops.action": action, "mmops.challenger": challenger, "mmops.champion_before": champion or "none",
             "mmops.reason": decision.summary, "mmops.checks": "\n".join(decision.reasons),
-            "mmops.test_samples": str(len(target)), "mmops.data_md5": here}
+            "mmops.test_samples": str(len(split)), "mmops.data_md5": here}
     run_id = _record(client, params, tags, decision.numbers)
-    _log_evaluation(client, run_id, scored, classes)
+    _log_evaluation(client, run_id, scored)
     after = champion
     try:
         if decision.promote:

@@ -16,21 +16,30 @@ from mmops import artifacts
 from mmops.config import Params
 from mmops.data.manifest import ID, LABEL, LINE, ManifestError, read_manifest, source_names
 from mmops.evaluation.metrics import classification_metrics
-from mmops.modalities import build_modalities, requests_for
+from mmops.modalities import requests_for
 from mmops.modalities.base import Modality, present
 from mmops.serving.explain import as_columns
 
 REJECT_COLUMNS = [ID, LINE, "reason"]
 
 
-def read_batch(manifest: Path, params: Params) -> pd.DataFrame:
+def served_modalities(model: Any) -> tuple[Modality, ...]:
+    """The modalities a loaded model (`mlflow.pyfunc.load_model`) was trained with, with their
+    own columns and limits: a batch is read and checked by these, never by today's params.yaml,
+    which may have changed since the model was registered."""
+    return tuple(model.unwrap_python_model().modalities)
+
+
+def read_batch(manifest: Path, params: Params, modalities: Sequence[Modality] | None = None) -> pd.DataFrame:
     """The manifest with the canonical column names (`sample_id`, each modality, `label` when
-    there is one) and each row's `line`; raises `ManifestError` naming the file."""
-    frame = read_manifest(manifest, source_names(params.data, params.modalities))
-    names = [m.name for m in params.modalities]
+    there is one) and each row's `line`; raises `ManifestError` naming the file. `modalities`:
+    the model's (`served_modalities`); None reads params.yaml's (before any model is loaded)."""
+    specs = [m.spec for m in modalities] if modalities is not None else list(params.modalities)
+    frame = read_manifest(manifest, source_names(params.data, specs))
+    names = [m.name for m in specs]
     if ID not in frame.columns or not set(names) & set(frame.columns):
         raise ManifestError(f"{manifest}: needs the '{params.data.columns.id}' column and at least one of "
-                            + ", ".join(f"'{m.column}'" for m in params.modalities))
+                            + ", ".join(f"'{m.column}'" for m in specs))
     return frame
 
 
@@ -47,11 +56,12 @@ def problem(row: pd.Series, root: Path, modalities: Sequence[Modality]) -> str |
     return None
 
 
-def score_chunk(model: Any, rows: pd.DataFrame, root: Path, params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
+def score_chunk(model: Any, rows: pd.DataFrame, root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Score `rows` with `model` (a loaded pyfunc): (predictions, rejects). Predictions carry
     `sample_id`, `line`, `actual` (when labelled) and the served answer as columns."""
-    modalities = build_modalities(params.modalities)
-    # the full check (images decoded) first, so one unreadable row is listed, not the chunk refused
+    modalities = served_modalities(model)
+    # the full check (images decoded) by the model's own rules first, so a row it would refuse
+    # is listed, not the chunk refused
     reasons = [problem(row, root, modalities) for _, row in rows.iterrows()]
     bad = np.array([r is not None for r in reasons], dtype=bool)
     rejects = rows.loc[bad, [ID, LINE]].assign(reason=[r for r in reasons if r is not None])

@@ -5,6 +5,7 @@ as base64, text as is) and makes its own features, exactly as the pipeline made 
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,21 @@ _log = logging.getLogger(__name__)
 # each other: measured on 2 cores in the server's worker thread, one record took 33 ms with one
 # thread and 55 ms with two; 8 records took the same either way; 32 took 770 ms vs 543 ms.
 RECORDS_PER_THREAD = 8
+# torch's thread count is one setting for the whole process, while the server runs each request's
+# `predict` in a thread of its own: one request at a time sets it and computes under this lock,
+# so no request computes with (or restores over) another's setting. Computing is CPU- (or GPU-)
+# bound either way: two requests at once would only share the same cores.
+_SCORING = threading.Lock()
+
+
+def encoder_device(made_on: str | None, here: torch.device) -> torch.device:
+    """Where serving runs a modality's encoder: on the kind of device its training features were
+    made on, so the numbers match (CPU-made features are served on the CPU even on a GPU host).
+    Features from a device kind this host lacks get this host's device, which the identity check
+    then refuses, naming both."""
+    if made_on == here.type:
+        return here
+    return torch.device("cpu") if made_on == "cpu" else here
 
 
 def _bad_input(message: str) -> MlflowException:
@@ -52,14 +68,19 @@ class MultimodalClassifier(mlflow.pyfunc.PythonModel):
         self.classes = list(ckpt["classes"])
         self.modalities = build_modalities(ModalityParams(**spec) for spec in ckpt["modalities"])
         self.model = model_from_checkpoint(ckpt).to(self.device)
-        # Encode the way the training features were made: same encoders, same precision
-        # (bf16 autocast works on CPU too), else refuse to load.
+        # Encode the way the training features were made: same encoders, same precision (bf16
+        # autocast works on CPU too), same kind of device, else refuse to load: a CUDA-made
+        # model on a CPU-only host is refused, not served with numbers it never saw.
         self.encoders = {}
         for m in self.modalities:
-            dtype = feature_dtype(ckpt["encoders"][m.name]["dtype"], self.device)
-            self.encoders[m.name] = m.encoder(self.device, dtype)
-            check_encoders({m.name: ckpt["encoders"][m.name]}, {m.name: m.identity(dtype)},
-                           made_by="the model's training features", expected_by="this serving environment")
+            made = ckpt["encoders"][m.name]
+            device = encoder_device(made.get("device"), self.device)
+            dtype = feature_dtype(made["dtype"], device)
+            check_encoders({m.name: made}, {m.name: m.identity(dtype, device)},
+                           made_by="the model's training features", expected_by="this serving environment",
+                           remedy="serve it where its features were made (a CUDA host for CUDA features), "
+                                  "or retrain with `mmops stage featurize --device cpu` for CPU serving")
+            self.encoders[m.name] = m.encoder(device, dtype)
 
     def _check(self, frame: pd.DataFrame) -> None:
         """Refuse a request as a whole before any decoding: no known column, no records, too
@@ -107,6 +128,9 @@ class MultimodalClassifier(mlflow.pyfunc.PythonModel):
         """Features and presence masks of the records in `frame` (one column per modality),
         decoded and encoded `serve.chunk_size` records at a time so memory stays flat."""
         self._check(frame)
+        return self._features(frame)
+
+    def _features(self, frame: pd.DataFrame) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         frame = frame.reindex(columns=[m.name for m in self.modalities])  # a column left out: all absent
         step = self.limits.chunk_size
         parts = [self._encode(frame.iloc[start:start + step], start) for start in range(0, len(frame), step)]
@@ -117,9 +141,14 @@ class MultimodalClassifier(mlflow.pyfunc.PythonModel):
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         try:
             frame = pd.DataFrame(model_input)
-            torch.set_num_threads(max(1, min(self.threads, len(frame) // RECORDS_PER_THREAD)))
-            features, masks = self.features(frame)
-            return answers(explain(self.model, features, masks, self.device), self.classes)
+            self._check(frame)  # a bad request is answered at once, not after the queue
+            with _SCORING:
+                torch.set_num_threads(max(1, min(self.threads, len(frame) // RECORDS_PER_THREAD)))
+                try:
+                    features, masks = self._features(frame)
+                    return answers(explain(self.model, features, masks, self.device), self.classes)
+                finally:
+                    torch.set_num_threads(self.threads)
         except MlflowException:
             raise
         except Exception as err:
@@ -128,5 +157,3 @@ class MultimodalClassifier(mlflow.pyfunc.PythonModel):
             _log.exception("scoring failed")
             raise MlflowException("internal error while scoring the request; the server log has the details",
                                   error_code=INTERNAL_ERROR) from err
-        finally:
-            torch.set_num_threads(self.threads)

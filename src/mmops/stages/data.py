@@ -45,38 +45,29 @@ def validate(params: Params, layout: Layout) -> dict[str, Any]:
 
 
 def check_drift(params: Params, layout: Layout, frame: pd.DataFrame) -> bool | None:
-    """Compare the manifest's rows (those with a configured label: the others are clean's
-    rejects) with the last training's reference profile, when there is one: labels and each
-    modality's measures (features need encoding: `mmops drift` does that). Records the result;
-    stops on drift when `drift.fail_validate`. None: no reference that speaks for this data."""
-    from mmops.data.drift import compare, load_profile, render_markdown
+    """Compare the manifest's rows that the last training's reference has not seen (those with a
+    configured label: the others are clean's rejects) with that reference, when there is one:
+    labels and each modality's measures (features need encoding: featurize checks them).
+    Records the result and goes on, as drift is a reason to retrain; stops only where
+    `drift.fail_validate` asks for it. None: no reference that speaks for this data."""
+    from mmops.data.drift import LABELS, MEASURES, compare, last_reference, record, render_markdown
 
-    # The reference is the previous training's output, not a DVC dependency (that would be a
-    # cycle), and the record is not a DVC output (it depends on what ran before): validate
-    # reruns when the data changes, which is when it should be compared.
-    skipped = None
-    if not layout.reference.exists():
-        skipped = "no reference yet (the first training writes one)"
-    else:
-        try:
-            profile = load_profile(layout.reference)
-        except ValueError as err:
-            skipped = str(err)
-        else:
-            if sorted(profile["labels"]) != sorted(params.data.labels):
-                skipped = f"{layout.reference} was trained on other classes (another dataset): not comparable"
-    if skipped:
-        artifacts.write_json(layout.drift, {"reference": None, "skipped": skipped})
+    # The record is not a DVC output: it depends on what ran before (see `last_reference`).
+    profile, skipped = last_reference(layout, params.data.labels)
+    if profile is None:
+        record(layout.drift, layout.reference, None, skipped)
         return None
     rows = frame[frame[LABEL].isin(params.data.labels)]
-    report = compare(profile, rows, None, params.data.root, build_modalities(params.modalities), params.drift)
-    artifacts.write_json(layout.drift, {"reference": str(layout.reference), **report.to_dict()})
+    report = compare(profile, rows, None, params.data.root, build_modalities(params.modalities), params.drift,
+                     parts=(LABELS, MEASURES))
+    record(layout.drift, layout.reference, report)
     if report.drifted and params.drift.fail_validate:
         raise DriftError(
             f"{params.data.manifest} drifted from the data the last model was trained on ({layout.reference}):\n"
             + render_markdown(report, "Drift check")
-            + "If the change is intended, set drift.fail_validate to false for this run "
-              "(`dvc exp run -S drift.fail_validate=false`) or remove the reference.")
+            + "\nThis stop is drift.fail_validate: true. If the change is intended, set `fail_validate: false` "
+              "under `drift:` in params.yaml and run `dvc repro`: the run records the drift, retrains, "
+              "registers the model and the gate judges it.")
     return report.drifted
 
 

@@ -17,6 +17,8 @@ from mmops.features import shards
 from mmops.features.cache import FeatureCache, check_encoders
 from mmops.modalities import build_modalities
 
+HISTORY_DECIMALS = 4  # the training curves' precision in the committed history.csv
+
 
 def featurize(params: Params, layout: Layout, device: str | None = None) -> dict[str, Any]:
     """Encode every cleaned sample with each modality's frozen encoder into the feature cache,
@@ -31,7 +33,10 @@ def featurize(params: Params, layout: Layout, device: str | None = None) -> dict
 
 
 def check_feature_cache(cache: FeatureCache, cleaned: pd.DataFrame, params: Params, layout: Layout) -> None:
-    """The feature cache's suite, written to its JSON; raises (the cache unsaved) on a violation."""
+    """The feature cache's suite, written to its JSON; raises (the cache unsaved) on a violation.
+    Then the features' drift against the last training's reference, recorded, never raising
+    (here, so that `dvc repro` and the sharded flows/featurize.py both run it)."""
+    from mmops.data.drift import feature_drift
     from mmops.data.suites import check_features
 
     suite = check_features(cache, cleaned, build_modalities(params.modalities), str(layout.features))
@@ -39,6 +44,7 @@ def check_feature_cache(cache: FeatureCache, cleaned: pd.DataFrame, params: Para
     if not suite.success:
         listed = "\n  ".join(suite.failures)
         raise ValueError(f"the feature cache fails its suite ({len(suite.failures)} problem(s)):\n  {listed}")
+    feature_drift(params, layout, cleaned, cache)
 
 
 def _features_by_split(params: Params, layout: Layout) -> tuple[FeatureCache, dict[str, dict[str, Any]], pd.DataFrame]:
@@ -67,10 +73,10 @@ def train(params: Params, layout: Layout, device: str | None = None) -> dict[str
     cache, data, frame = _features_by_split(params, layout)
     modalities = build_modalities(params.modalities)
     # The cache must be what params.yaml and the installed encoders would make now; its
-    # precision is its own (it follows the device featurize ran on).
+    # precision and device kind are its own (they follow the device featurize ran on).
     check_encoders(cache.encoders, {m.name: m.identity(torch.float32) for m in modalities},
                    made_by=str(layout.features), expected_by="params.yaml and the installed encoders",
-                   ignore=("dtype",), remedy="re-encode with `dvc repro -f featurize`")
+                   ignore=("dtype", "device"), remedy="re-encode with `dvc repro -f featurize`")
     dev = pick_device(device)
     tr, va = data["train"], data["val"]
     result = fit(tr["features"], tr["target"], va["features"], va["target"], len(params.data.labels),
@@ -79,10 +85,11 @@ def train(params: Params, layout: Layout, device: str | None = None) -> dict[str
         result, list(params.data.labels), encoders=cache.encoders,
         modalities=[dataclasses.asdict(m) for m in params.modalities],
     ))
-    artifacts.write_csv(layout.history, pd.DataFrame(result.history))
+    # committed for `dvc plots`: 4 decimals, as float kernels differ in the last bits between CPUs
+    artifacts.write_csv(layout.history, pd.DataFrame(result.history).round(HISTORY_DECIMALS))
     # what this model learned from, so later data can be checked against it (`mmops drift`, validate)
     save_profile(layout.reference, build_profile(frame[frame["split"] == "train"], cache, params.data.root,
-                                                 modalities, params.drift.components))
+                                                 modalities, params.drift.components, seen=frame))
     return {"best_epoch": result.best_epoch, "fusion": params.train.fusion, "device": str(dev)}
 
 

@@ -36,8 +36,35 @@ def write_data_report(params: Params, layout: Layout) -> Path:
                                                                 rejects))
 
 
+def drift_tags(layout: Layout) -> dict[str, str]:
+    """This data version's drift against the last training's, one line per record, as run tags
+    (the model card shows them): `mmops.drift.validate` (labels, measures), `mmops.drift.features`."""
+    from mmops.data.drift import summarise
+
+    records = {"mmops.drift.validate": layout.drift, "mmops.drift.features": layout.feature_drift}
+    # MLflow caps a tag's value (5,000 characters in older stores): the files hold every check
+    return {tag: summarise(json.loads(path.read_text()))[:4000] for tag, path in records.items() if path.exists()}
+
+
 def _committed(commit: str) -> bool:
     return commit != "unknown" and not commit.endswith("-dirty")
+
+
+def _unregistrable(params: Params, tags: dict[str, str], dvc_file: Path) -> str | None:
+    """Why this run's model cannot be rebuilt from its lineage (None: it can). Only asked when
+    `register.require_committed`: code, params or data that no commit records."""
+    from mmops.data.versioning import workspace_matches
+
+    if not params.register.require_committed:
+        return None
+    if not _committed(tags["mmops.git_commit"]):
+        return (f"the tree has uncommitted changes (git status) or is not a git repository "
+                f"({tags['mmops.git_commit']}): commit them, then `mmops stage register`")
+    if not workspace_matches(dvc_file):
+        return (f"{params.data.root} is not what {dvc_file.name} records (`dvc status {dvc_file.name}`): either "
+                f"`dvc checkout {dvc_file.name}` to train on the recorded data, or `dvc add {params.data.root}` and "
+                f"commit {dvc_file.name} to version the new data; then `dvc repro`")
+    return None
 
 
 def register(params: Params, layout: Layout, *, stage: str = "register", flow_run_id: str | None = None) -> dict[str, Any]:
@@ -60,9 +87,9 @@ def register(params: Params, layout: Layout, *, stage: str = "register", flow_ru
         "params_hash": tags["mmops.params_hash"], "data_md5": tags["mmops.data_md5"],
     })
     write_data_report(params, layout)
-    if params.register.require_committed and not _committed(tags["mmops.git_commit"]):
-        record = {"registered": False, "reason": f"the tree has uncommitted changes (git status) or is not a git "
-                  f"repository ({tags['mmops.git_commit']}): commit them, then `mmops stage register`", **tags}
+    reason = _unregistrable(params, tags, dvc_file)
+    if reason:
+        record = {"registered": False, "reason": reason, **tags}
         artifacts.write_json(layout.registered, record)
         return record
     modalities = build_modalities(params.modalities)
@@ -77,7 +104,7 @@ def register(params: Params, layout: Layout, *, stage: str = "register", flow_ru
         params=params.to_dict(),
         metrics=flat,
         history=pd.read_csv(layout.history),
-        tags=tags,
+        tags={**tags, **drift_tags(layout)},
         checkpoint=layout.model,
         input_example=input_example,
         modalities=[m.name for m in modalities],
@@ -86,7 +113,7 @@ def register(params: Params, layout: Layout, *, stage: str = "register", flow_ru
         artifacts=[layout.metrics, layout.confusion, layout.predictions, layout.validation,
                    layout.validation_report, layout.rejects, layout.clean_metrics, layout.clean_expectations,
                    layout.feature_expectations, layout.data_report, layout.split_manifest, layout.split_metrics,
-                   layout.split_groups],
+                   layout.split_groups, layout.drift, layout.feature_drift],  # drift: logged where recorded
         code_dir=Path(mmops.__file__).parent,
         model_config=dataclasses.asdict(params.serve),
         # a retried registration inside one flow run finishes the first attempt's version
@@ -110,8 +137,7 @@ def promote(params: Params) -> dict[str, Any]:
     from mmops.registry.card import publish as publish_card
     from mmops.registry.promotion import promote as run_gate
 
-    outcome = run_gate(params, dvc_file=dvc_file_of(params), classes=list(params.data.labels),
-                       modalities=build_modalities(params.modalities))
+    outcome = run_gate(params, dvc_file=dvc_file_of(params), modalities=build_modalities(params.modalities))
     if outcome.decision is not None:  # the challenger's card now shows the gate's decision
         publish_card(MlflowClient(), params.register.model_name, outcome.challenger)
     return {"action": outcome.action, "challenger": outcome.challenger, "champion_before": outcome.champion_before,

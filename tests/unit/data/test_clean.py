@@ -175,6 +175,13 @@ def test_rejects_within_the_budget_are_recorded_and_the_good_rows_kept(tiny_para
     assert len(pd.read_csv(layout.clean_manifest)) == 5
 
 
+def test_rejects_exactly_at_the_budget_go_on(tiny_params, tiny_rows, tmp_path):
+    tiny_rows[2]["image"] = "images/gone.png"
+    write_manifest(tiny_params.data.manifest, tiny_rows)
+    layout = Layout(tmp_path / "artifacts")
+    assert stages.clean(_budget(tiny_params, 1 / 6), layout)["kept"] == 5  # 1 of 6: the budget, not above it
+
+
 def test_more_rejects_than_the_budget_stop_clean_naming_the_top_reasons_and_their_lines(tiny_params, tiny_rows,
                                                                                        tmp_path):
     tiny_rows[1]["image"] = "images/gone.png"

@@ -12,6 +12,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image, ImageOps
@@ -110,9 +111,10 @@ def test_a_removed_class_is_flagged_and_named(sample_dir: Path, tmp_path: Path):
     report = drift.compare(profile, rows[rows["label"] != "Flags"], None, root, modalities_of(params))
 
     assert report.drifted
-    assert report.check("class 'Flags'").message == f"class 'Flags' is absent (reference {share:.1%})"
-    assert report.check("labels").drifted and "'Flags'" in report.check("labels").message
-    assert _drifted(report) == {"class 'Flags'", "labels"}
+    flags = report.check("class 'Flags'")
+    assert flags.drifted and flags.message.startswith(
+        f"class 'Flags' is absent (reference {share:.1%}, {(train['label'] == 'Flags').sum()} rows; about ")
+    assert "'Flags'" in report.check("labels").message  # the largest move in the label mix
 
 
 @pytest.mark.slow
@@ -159,6 +161,203 @@ def test_twitter_art_moves_image_features_not_text_nor_labels(reference: Referen
     assert not [c for c in report.checks if c.name.startswith("class ")]
 
 
+# -- which rows are compared --------------------------------------------------------------------------
+
+@pytest.fixture
+def small(sample_dir: Path, tmp_path: Path):
+    """A small subset of the sample (10 a class), its clean rows with their split, and a profile
+    of the train rows without features."""
+    root = subset_of_sample(sample_dir, tmp_path / "data", 10)
+    params = make_params(root)
+    rows, _ = drift.read_rows(params, root / "metadata.csv")
+    rows = _split(params, rows)
+    train = rows[rows["split"] == "train"]
+    return root, params, rows, drift.build_profile(train, None, root, modalities_of(params))
+
+
+def test_only_rows_the_reference_has_not_seen_are_compared(small):
+    root, params, rows, profile = small
+    train = rows["split"] == "train"
+
+    report = drift.compare(profile, rows, None, root, modalities_of(params))
+
+    assert (report.rows, report.seen, report.changed) == ((~train).sum(), train.sum(), 0)
+    assert report.to_dict()["note"] == f"{(~train).sum()} new rows compared; {train.sum()} rows the reference " \
+                                       "already had left out"
+
+
+def test_a_reference_row_with_other_content_is_new_and_its_content_under_another_id_is_not(small):
+    root, params, rows, profile = small
+    train = rows[rows["split"] == "train"].reset_index(drop=True)
+    edited = train.copy()
+    edited.loc[0, "text"] = "an edited name"  # the same id, other content: new
+    edited.loc[1, "sample_id"] = "renamed"  # the same content, another id: the reference has it
+
+    report = drift.compare(profile, edited, None, root, modalities_of(params))
+
+    assert (report.rows, report.seen, report.changed) == (1, len(train) - 1, 1)
+
+
+def test_no_new_rows_records_that_there_is_nothing_to_compare(small):
+    root, params, rows, profile = small
+
+    report = drift.compare(profile, rows[rows["split"] == "train"], None, root, modalities_of(params))
+
+    assert report.checks == () and not report.drifted and report.nothing_new
+    assert drift.render_markdown(report).startswith("# Drift check: no new rows, nothing to compare\n")
+
+
+def test_a_profile_without_row_identities_compares_every_row_and_says_so(small):
+    root, params, rows, profile = small
+    older = {k: v for k, v in profile.items() if k != "row_identity"}  # a profile from an older mmops
+
+    report = drift.compare(older, rows, None, root, modalities_of(params))
+
+    assert report.rows == len(rows) and report.seen is None
+    assert "the reference's own among them" in report.note and "older mmops" in report.note
+
+
+def test_the_profile_records_each_rows_id_and_content(small):
+    _, _, rows, profile = small
+    train = rows[rows["split"] == "train"]
+    identity = profile["row_identity"]
+    assert identity["sample_ids"] == list(train["sample_id"])
+    assert len(set(identity["content"])) == len(train) and all(len(key) == 16 for key in identity["content"])
+
+
+def test_training_profiles_its_train_split_but_knows_every_row_of_its_data_version(small):
+    root, params, rows, _ = small
+    train = rows[rows["split"] == "train"]
+    # val and test rows are not new data either: only rows added since are compared
+    profile = drift.build_profile(train, None, root, modalities_of(params), seen=rows)
+
+    assert profile["rows"] == len(train) and profile["row_identity"]["sample_ids"] == list(rows["sample_id"])
+    assert drift.compare(profile, rows, None, root, modalities_of(params)).nothing_new
+
+
+# -- thresholds, at the boundary ---------------------------------------------------------------------
+
+def _labels(**counts: int) -> pd.Series:
+    return pd.Series([label for label, n in counts.items() for _ in range(n)])
+
+
+def test_a_class_absent_where_exactly_min_class_rows_were_expected_is_flagged():
+    params = drift.DriftParams(min_class_rows=5)
+    # the reference had 5 of A, and half of 10 new rows: 5 expected, none seen
+    checks = drift.label_checks({"A": 5, "B": 5}, _labels(B=10), params)
+    absent = [c for c in checks if c.name == "class 'A'"][0]
+    assert absent.drifted and absent.statistic == 5
+    assert absent.message == "class 'A' is absent (reference 50.0%, 5 rows; about 5 expected in 10)"
+
+
+def test_a_class_absent_where_fewer_than_min_class_rows_were_expected_or_seen_is_not_flagged():
+    params = drift.DriftParams(min_class_rows=5)
+    few_expected = drift.label_checks({"A": 50, "B": 50}, _labels(B=9), params)  # 4.5 expected
+    few_in_reference = drift.label_checks({"A": 4, "B": 4}, _labels(B=100), params)  # 50 expected, 4 ever seen
+    for checks in (few_expected, few_in_reference):
+        absent = [c for c in checks if c.name == "class 'A'"][0]
+        assert not absent.drifted and "too few expected to tell" in absent.message
+
+
+def test_a_ks_statistic_exactly_at_min_ks_statistic_is_not_drift():
+    reference = [float(x) for x in range(1000)]
+    moved = [x + 150.0 for x in reference]
+    statistic = drift.measure_check("text.length", reference, moved, drift.DriftParams()).statistic
+
+    at_floor = drift.measure_check("text.length", reference, moved, drift.DriftParams(min_ks_statistic=statistic))
+    below = drift.measure_check("text.length", reference, moved,
+                                drift.DriftParams(min_ks_statistic=float(np.nextafter(statistic, 0))))
+
+    assert at_floor.p_value < 0.01 and not at_floor.drifted  # significant, but not above the floor
+    assert below.drifted
+
+
+def test_a_label_shift_exactly_at_max_label_shift_is_not_drift():
+    reference = {"A": 500, "B": 500}
+    new = _labels(A=700, B=300)  # A: 50% -> 70%
+    shift = drift.label_checks(reference, new, drift.DriftParams())[-1].statistic
+
+    at_floor = drift.label_checks(reference, new, drift.DriftParams(max_label_shift=shift))[-1]
+    below = drift.label_checks(reference, new, drift.DriftParams(max_label_shift=float(np.nextafter(shift, 0))))[-1]
+
+    assert at_floor.name == "labels" and at_floor.p_value < 0.01 and not at_floor.drifted
+    assert below.drifted
+
+
+# -- the classifier two-sample test --------------------------------------------------------------------
+
+def _basis(dims: int) -> dict:
+    """A profile's feature entry whose principal components are the coordinates themselves."""
+    return {"mean": [0.0] * dims, "components": np.eye(dims).tolist()}
+
+
+def test_the_drift_classifier_is_scored_on_rows_it_was_not_fitted_on():
+    # pure noise on both sides, many dimensions: a classifier fitted on one half always tells its
+    # own rows apart (it learns the noise), so only held-out rows give an honest "no drift"
+    noise = np.random.default_rng(0)
+    reference = {**_basis(32), "projected": noise.normal(size=(100, 32)).tolist()}
+
+    check = drift.feature_check("image", reference, noise.normal(size=(100, 32)), drift.DriftParams())
+
+    assert not check.drifted, check.message
+    assert check.statistic < 0.6
+
+
+def test_the_drift_classifier_tells_shifted_features_apart():
+    noise = np.random.default_rng(0)
+    reference = {**_basis(32), "projected": noise.normal(size=(100, 32)).tolist()}
+
+    check = drift.feature_check("image", reference, noise.normal(size=(100, 32)) + 0.5, drift.DriftParams())
+
+    assert check.drifted and check.statistic > 0.8, check.message
+
+
+def _cache(ids: list[str], shift: dict[str, np.ndarray], encoders: dict | None = None) -> FeatureCache:
+    """Features made up for `ids`: noise, plus each modality's row-wise `shift`."""
+    import torch
+
+    noise = np.random.default_rng(1)
+    features = {m: torch.tensor(noise.normal(size=(len(ids), 8)) + shift[m][:, None], dtype=torch.float32)
+                for m in ("image", "text")}
+    return FeatureCache(ids, features, {m: torch.ones(len(ids), dtype=torch.bool) for m in features},
+                        encoders or {m: {"name": f"{m}-encoder", "dtype": "float32"} for m in features})
+
+
+def test_featurize_records_the_classifier_test_on_the_rows_the_reference_has_not_seen(small, tmp_path: Path):
+    from mmops.config import Layout
+
+    root, params, rows, _ = small
+    layout = Layout(tmp_path / "artifacts")
+    train = (rows["split"] == "train").to_numpy()
+    # the new rows' images moved, their texts did not
+    cache = _cache(list(rows["sample_id"]), {"image": np.where(train, 0.0, 3.0), "text": np.zeros(len(rows))})
+    drift.save_profile(layout.reference, drift.build_profile(rows[train], cache, root, modalities_of(params)))
+
+    recorded = drift.feature_drift(params, layout, rows, cache)
+
+    assert recorded == json.loads(layout.feature_drift.read_text())
+    assert (recorded["rows"], recorded["seen"]) == ((~train).sum(), train.sum())
+    assert [(c["name"], c["drifted"]) for c in recorded["checks"]] == [("image features", True),
+                                                                        ("text features", False)]
+    assert drift.summarise(recorded).startswith("DRIFTED: image features: moved")
+
+
+def test_featurize_records_why_features_of_other_encoders_are_not_compared(small, tmp_path: Path):
+    from mmops.config import Layout
+
+    root, params, rows, _ = small
+    layout = Layout(tmp_path / "artifacts")
+    zero = {"image": np.zeros(len(rows)), "text": np.zeros(len(rows))}
+    drift.save_profile(layout.reference, drift.build_profile(rows, _cache(list(rows["sample_id"]), zero), root,
+                                                             modalities_of(params)))
+    other = _cache(list(rows["sample_id"]), zero, {m: {"name": "another", "dtype": "float32"} for m in zero})
+
+    recorded = drift.feature_drift(params, layout, rows.assign(text=rows["text"] + " (new)"), other)
+
+    assert recorded["reference"] is None and recorded["skipped"].startswith("not comparable: ")
+    assert drift.summarise(recorded).startswith("not checked: not comparable")
+
+
 # -- where the pipeline and the CLI use it ----------------------------------------------------------
 
 def _inverted_copy(source: Path, dest: Path) -> Path:
@@ -172,29 +371,61 @@ def _inverted_copy(source: Path, dest: Path) -> Path:
     return root
 
 
-def test_validate_stops_when_new_data_drifted_from_the_last_training(sample_dir: Path, tmp_path: Path):
-    import dataclasses
-
-    from mmops import stages
+@pytest.fixture
+def google_reference(sample_dir: Path, tmp_path: Path):
+    """A small Google subset, its layout, and a reference profile of all its rows (no features)."""
     from mmops.config import Layout
-    from mmops.stages.data import DriftError
 
     google = subset_of_sample(sample_dir, tmp_path / "google", 10)
     layout = Layout(tmp_path / "artifacts")
     params = make_params(google)
     rows, _ = drift.read_rows(params, google / "metadata.csv")
     drift.save_profile(layout.reference, drift.build_profile(rows, None, google, modalities_of(params)))
-    assert stages.validate(params, layout)["drifted"] is False  # the same data: nothing moved
+    return google, layout, params
 
-    inverted = make_params(_inverted_copy(google, tmp_path / "inverted"))
-    with pytest.raises(DriftError, match=r"(?s)drifted from the data the last model was trained on.*"
-                                         r"image.brightness: moved"):
-        stages.validate(inverted, layout)
+
+def test_validate_records_drift_and_goes_on_by_default(google_reference, tmp_path: Path):
+    from mmops import stages
+
+    google, layout, _ = google_reference
+    inverted = make_params(_inverted_copy(google, tmp_path / "inverted"))  # same ids, other images: all new
+
+    assert stages.validate(inverted, layout)["drifted"] is True  # recorded, not refused: the gate judges
+
     recorded = json.loads(layout.drift.read_text())
     assert recorded["drifted"] is True and recorded["reference"] == str(layout.reference)
+    assert recorded["rows"] == 90 and recorded["seen"] == 0 and recorded["changed"] == 90
+    assert "image.brightness" in {check["name"] for check in recorded["checks"] if check["drifted"]}
 
-    going_on = dataclasses.replace(inverted, drift=dataclasses.replace(inverted.drift, fail_validate=False))
-    assert stages.validate(going_on, layout)["drifted"] is True
+
+def test_validate_stops_on_drift_only_where_asked_with_a_remedy_that_registers(google_reference, tmp_path: Path):
+    import dataclasses
+
+    from mmops import stages
+    from mmops.stages.data import DriftError
+
+    google, layout, _ = google_reference
+    inverted = make_params(_inverted_copy(google, tmp_path / "inverted"))
+    stopping = dataclasses.replace(inverted, drift=dataclasses.replace(inverted.drift, fail_validate=True))
+
+    with pytest.raises(DriftError, match=r"(?s)drifted from the data the last model was trained on.*"
+                                         r"image.brightness: moved") as stopped:
+        stages.validate(stopping, layout)
+    # experiments register nothing: the remedy is params.yaml and a plain `dvc repro`
+    assert "`fail_validate: false` under `drift:` in params.yaml and run `dvc repro`" in str(stopped.value)
+    assert "dvc exp run" not in str(stopped.value)
+
+
+def test_validate_on_the_references_own_rows_records_that_there_is_nothing_to_compare(google_reference):
+    from mmops import stages
+
+    google, layout, params = google_reference
+
+    assert stages.validate(params, layout)["drifted"] is False
+
+    recorded = json.loads(layout.drift.read_text())
+    assert recorded["checks"] == [] and recorded["rows"] == 0 and recorded["seen"] == 90
+    assert recorded["note"].startswith("no new rows, nothing to compare")
 
 
 def test_the_twitter_sample_is_rebuilt_byte_for_byte_as_its_dvc_file_records(tmp_path: Path, capsys, monkeypatch):

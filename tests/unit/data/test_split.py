@@ -2,6 +2,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -123,6 +124,15 @@ def test_near_duplicate_links_are_pairs_within_the_distance():
     assert near_duplicate_links(hashes, 1) == [(0, 1), (1, 4)]
     assert near_duplicate_links(hashes, 2) == [(0, 1), (0, 4), (1, 4)]
     assert near_duplicate_links(hashes, -1) == []
+
+
+def test_near_duplicate_pairs_beyond_the_first_block_name_their_own_rows():
+    # far more rows than one block of the all-pairs search (512), a pair deep in the second one
+    rows = np.random.default_rng(0).integers(0, 256, size=(1100, 32), dtype=np.uint8)
+    rows[1050] = rows[700]
+    rows[1050, 0] ^= 1  # one bit apart
+    hashes = [bytes(row).hex() for row in rows]
+    assert near_duplicate_links(hashes, 4) == [(700, 1050)]  # random 256-bit hashes differ in ~128 bits
 
 
 def test_a_row_that_links_to_nothing_keeps_the_split_identical_files_gave_it():

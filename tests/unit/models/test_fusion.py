@@ -115,3 +115,21 @@ def test_any_fusion_can_explain_by_leaving_each_modality_out():
     # the only modality of a record: measured against knowing nothing (uniform over 5 classes)
     assert float(shares["image"][1]) == pytest.approx(float(fused[1, c[1]]) - 1 / 5, abs=1e-6)
     assert torch.isnan(shares["text"][1])
+
+
+def test_a_modality_alone_has_the_whole_share_even_where_its_fitted_weight_is_zero():
+    torch.manual_seed(0)
+    model = build_fusion("late", {"image": 4, "text": 3}, 5, hidden_dim=0, dropout=0.0)
+    model.fusion_weights.copy_(torch.tensor([0.0, 1.0]))  # a fit at the edge of the simplex
+    features = {"image": torch.randn(3, 4), "text": torch.randn(3, 3)}
+    present = {"image": torch.tensor([True, True, False]), "text": torch.tensor([False, True, True])}
+    outputs, chosen = _explained(model, features, present)
+    shares = model.contributions(features, present, outputs, chosen)
+    fused = outputs["fused"].exp()[torch.arange(3), chosen]
+    # only the zero-weight image: the fused answer is the image's, and so is all of its share
+    assert not torch.isnan(shares["image"][0])
+    assert float(shares["image"][0]) == pytest.approx(float(fused[0]), abs=1e-6)
+    # every present modality has a number, and the shares add up to the fused probability
+    assert float(shares["image"][1]) == pytest.approx(0.0, abs=1e-6)
+    assert float(shares["image"][1] + shares["text"][1]) == pytest.approx(float(fused[1]), abs=1e-6)
+    assert torch.isnan(shares["text"][0]) and torch.isnan(shares["image"][2])

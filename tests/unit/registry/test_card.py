@@ -57,3 +57,17 @@ def test_the_card_shows_the_gates_decision_once_made():
     assert "Not decided yet" in render(_inputs())
     decided = render(_inputs({"mmops.gate.decision": "refuse", "mmops.gate.reason": "fused macro-F1 0.61 < 0.75"}))
     assert "<b>refuse</b>: fused macro-F1 0.61 &lt; 0.75" in decided
+
+
+def test_the_cards_intervals_resample_the_splits_groups():
+    inputs = _inputs()
+    # the first 30 test rows are one group (a family): resampled together, the interval widens
+    split = pd.DataFrame({"sample_id": inputs.predictions["sample_id"], "split": "test",
+                          "group": ["family"] * 30 + [f"g{i}" for i in range(30)]})
+    grouped = render(CardInputs(**{**inputs.__dict__, "split": split}))
+    assert "the split&#39;s groups of samples" in grouped and "the split&#39;s groups" not in render(inputs)
+    target = np.array([0, 1, 2] * 20)
+    predicted = np.where(np.arange(60) < 30, (target + 1) % 3, target)  # the family all wrong
+    by_rows = bootstrap_scores(target, predicted, 3)["accuracy"]
+    by_groups = bootstrap_scores(target, predicted, 3, split["group"].to_numpy())["accuracy"]
+    assert by_groups[2] - by_groups[1] > 2 * (by_rows[2] - by_rows[1])

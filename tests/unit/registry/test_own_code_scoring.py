@@ -1,6 +1,5 @@
 """The gate scores each version with the code it was registered with, not today's `mmops`."""
 
-import numpy as np
 import pandas as pd
 
 MODEL_CODE = '''
@@ -16,6 +15,8 @@ WHO = getattr(mmops, "WHO", "Objects")
 
 
 class Logged(mlflow.pyfunc.PythonModel):
+    classes = ["Flags", "Objects"]
+
     def predict(self, context, model_input, params=None):
         return pd.DataFrame({"label": [WHO] * len(model_input)})
 
@@ -27,6 +28,7 @@ set_model(Logged())
 def test_a_version_is_scored_with_its_own_logged_code(tmp_path, monkeypatch):
     import mlflow
 
+    from mmops.registry.gate import UNKNOWN
     from mmops.registry.promotion import score_version
 
     monkeypatch.chdir(tmp_path)
@@ -39,8 +41,12 @@ def test_a_version_is_scored_with_its_own_logged_code(tmp_path, monkeypatch):
         mlflow.pyfunc.log_model(name="model", python_model=str(tmp_path / "model.py"),
                                 code_paths=[str(tmp_path / "old" / "mmops")], registered_model_name="m")
     requests = pd.DataFrame({"text": ["a", "b", None], "image": [None, "x", "y"]})
-    scored = score_version("models:/m/1", "1", requests, np.array([0, 1, 0]), ["Flags", "Objects"])
+    scored = score_version("models:/m/1", "1", requests, ["Flags", "Objects", "Smileys"])
+    assert scored.classes == ("Flags", "Objects")
+    assert scored.target.tolist() == [0, 1, UNKNOWN]  # a label the model was not trained on
     assert scored.fused.tolist() == [0, 0, 0]
-    assert scored.modalities["text"].tolist() == [0, 0, -1]  # scored alone where present
-    assert scored.modalities["image"].tolist() == [-1, 0, 0]
+    assert scored.present["text"].tolist() == [True, True, False]  # scored alone where present
+    assert scored.modalities["text"][:2].tolist() == [0, 0]
+    assert scored.present["image"].tolist() == [False, True, True]
+    assert scored.modalities["image"][1:].tolist() == [0, 0]
     assert scored.p95_latency_ms > 0

@@ -45,6 +45,15 @@ def simplex_grid(parts: int, steps: int) -> torch.Tensor:
     return torch.tensor(compositions(steps, parts), dtype=torch.float32) / steps
 
 
+def mixture_log_weights(weights: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per sample, the log of each modality's mixture weight renormalised over the modalities it
+    has (N, M); -inf where absent. A fitted weight of 0 is clamped to a tiny one first, so a
+    sample whose only modality has weight 0 still gets that modality, at weight 1."""
+    log_w = torch.log(weights.clamp_min(1e-12)).expand(mask.shape[0], -1)
+    log_w = log_w.masked_fill(~mask, float("-inf"))
+    return log_w - torch.logsumexp(log_w, dim=1, keepdim=True)
+
+
 @register_fusion
 class LateFusion(FusionModel):
     """`fused` is log(sum_m w_m p_m / sum_m w_m) over the modalities present per sample."""
@@ -74,20 +83,19 @@ class LateFusion(FusionModel):
         mask = torch.stack([present[m] for m in self.modalities], dim=1)  # (N, M)
         if not bool(mask.any(dim=1).all()):
             raise ValueError("every sample needs at least one modality")
-        log_w = torch.log(weights.clamp_min(1e-12)).expand(stacked.shape[0], -1)
-        log_w = log_w.masked_fill(~mask, float("-inf"))
-        log_w = log_w - torch.logsumexp(log_w, dim=1, keepdim=True)
+        log_w = mixture_log_weights(weights, mask)
         return torch.logsumexp(stacked + log_w.unsqueeze(-1), dim=1)
 
     def contributions(self, features: Features, present: Mask, outputs: dict[str, torch.Tensor],
                       chosen: torch.Tensor) -> dict[str, torch.Tensor]:
         """Exact for a mixture: each present modality's weight (renormalised over the modalities
         present) times its probability of the chosen class; the shares sum to the fused one."""
-        mask = torch.stack([present[m].cpu() for m in self.modalities], dim=1).float()  # (N, M)
-        weights = self.fusion_weights.cpu() * mask
-        weights = weights / weights.sum(1, keepdim=True)
+        mask = torch.stack([present[m].cpu() for m in self.modalities], dim=1)  # (N, M)
+        # the very weights `fuse` mixed with, so the shares add up to its probability even where
+        # a fitted weight is 0 (a record with only that modality: its share is all of it)
+        weights = mixture_log_weights(self.fusion_weights.cpu(), mask).exp()
         rows = torch.arange(len(chosen))
-        return {m: torch.where(mask[:, i].bool(), weights[:, i] * outputs[m].exp()[rows, chosen], torch.nan)
+        return {m: torch.where(mask[:, i], weights[:, i] * outputs[m].exp().cpu()[rows, chosen.cpu()], torch.nan)
                 for i, m in enumerate(self.modalities)}
 
     def loss(self, outputs: dict[str, torch.Tensor], target: torch.Tensor, present: Mask) -> torch.Tensor:
