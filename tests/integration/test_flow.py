@@ -29,7 +29,8 @@ def test_flow_runs_the_pipeline_from_any_directory_and_tags_the_flow_run(project
     assert version.tags["mmops.dvc_stage"] == "prefect:register"
 
 
-def test_promotion_flow_runs_the_gate_as_one_task(project, prefect_server, monkeypatch):
+def test_promotion_flow_runs_the_gate_as_one_task_and_completes_when_it_refuses(project, prefect_server,
+                                                                               monkeypatch):
     import yaml
     from mlflow import MlflowClient
 
@@ -42,10 +43,35 @@ def test_promotion_flow_runs_the_gate_as_one_task(project, prefect_server, monke
     # a 5-epoch model on 72 samples: floors low enough for this test to promote on purpose
     params["promote"].update(min_macro_f1=0.0, min_margin_over_best_modality=-1.0, max_p95_latency_ms=60000)
     (project / "lenient.yaml").write_text(yaml.safe_dump(params))
+    with (project / ".git" / "info" / "exclude").open("a") as exclude:  # the tree stays clean, to register again
+        exclude.write("lenient.yaml\nstrict.yaml\n")
     result = promotion(project_dir=str(project), params_path="lenient.yaml")
     assert result["action"] == "promote" and result["champion_after"] == "1"
     version = MlflowClient(tracking_uri(project)).get_model_version_by_alias("mmops-classifier", "champion")
     assert str(version.version) == "1" and version.tags["mmops.gate.decision"] == "promote"
+
+    # a refusal is the gate working: the flow run completes, the decision in its artifact
+    from prefect import get_client
+
+    from mmops import stages
+    from mmops.config import Layout, load_params
+
+    monkeypatch.chdir(project)
+    assert stages.register(load_params(project / "params.yaml"), Layout(project / "artifacts"))["registered"]  # v2
+    params["promote"]["min_macro_f1"] = 1.01
+    (project / "strict.yaml").write_text(yaml.safe_dump(params))
+    state = promotion(project_dir=str(project), params_path="strict.yaml", return_state=True)
+    assert state.is_completed() and state.result()["action"] == "refuse"
+
+    async def decision() -> str:
+        async with get_client() as client:
+            return next(a.data for a in await client.read_artifacts()
+                        if a.key == "promotion" and a.flow_run_id == state.state_details.flow_run_id)
+
+    import asyncio
+
+    markdown = asyncio.run(decision())
+    assert "## refuse: challenger v2" in markdown and "floor 1.010" in markdown
 
 
 def test_a_retried_registration_finishes_the_first_attempts_version(project, prefect_server, monkeypatch):

@@ -66,8 +66,8 @@ def check_drift(params: Params, layout: Layout, frame: pd.DataFrame) -> bool | N
             f"{params.data.manifest} drifted from the data the last model was trained on ({layout.reference}):\n"
             + render_markdown(report, "Drift check")
             + "\nThis stop is drift.fail_validate: true. If the change is intended, set `fail_validate: false` "
-              "under `drift:` in params.yaml and run `dvc repro`: the run records the drift, retrains, "
-              "registers the model and the gate judges it.")
+              "under `drift:` in params.yaml, commit it (a model registers only from committed params) and run "
+              "`dvc repro`: the run records the drift, retrains, registers the model and the gate judges it.")
     return report.drifted
 
 

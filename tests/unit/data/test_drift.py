@@ -411,8 +411,10 @@ def test_validate_stops_on_drift_only_where_asked_with_a_remedy_that_registers(g
     with pytest.raises(DriftError, match=r"(?s)drifted from the data the last model was trained on.*"
                                          r"image.brightness: moved") as stopped:
         stages.validate(stopping, layout)
-    # experiments register nothing: the remedy is params.yaml and a plain `dvc repro`
-    assert "`fail_validate: false` under `drift:` in params.yaml and run `dvc repro`" in str(stopped.value)
+    # experiments and uncommitted params register nothing: the remedy is a committed params.yaml
+    # and a plain `dvc repro`
+    assert "`fail_validate: false` under `drift:` in params.yaml, commit it" in str(stopped.value)
+    assert "and run `dvc repro`" in str(stopped.value) and "dvc exp run" not in str(stopped.value)
     assert "dvc exp run" not in str(stopped.value)
 
 
