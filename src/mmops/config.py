@@ -14,6 +14,10 @@ from typing import Any
 import yaml
 
 PRECISIONS = ("auto", "float32", "bfloat16")
+# After reading, every stage uses canonical column names: `sample_id`, `label` and each
+# modality's name. `line` is the manifest's line number (the header is line 1), so messages
+# can point at the row a person would open. Here, at the bottom, so every layer can name them.
+ID, LABEL, LINE = "sample_id", "label", "line"
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,9 @@ from PIL import ImageOps
 
 from mmops import artifacts, stages
 from mmops.config import Layout
-from mmops.features.text import TextEncoder
-from mmops.training.train import model_from_checkpoint, predict
+from mmops.modalities.text_encoder import TextEncoder
+from mmops.models.checkpoint import model_from_checkpoint
+from mmops.models.predict import predict
 from tests.conftest import make_params, modalities_of
 
 pytestmark = pytest.mark.slow

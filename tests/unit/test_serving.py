@@ -24,7 +24,8 @@ from mmops.features.cache import EncoderMismatch, FeatureCache
 from mmops.models.fusion import build_fusion
 from mmops.serving import pyfunc
 from mmops.serving.pyfunc import MultimodalClassifier, encoder_device
-from mmops.training.train import FitResult, checkpoint, predict
+from mmops.models.checkpoint import checkpoint
+from mmops.models.predict import predict
 from tests.conftest import TINY_LABELS, modalities_of
 
 CPU = torch.device("cpu")
@@ -44,8 +45,7 @@ def _ckpt(params, path, *, dtype=torch.float32, device="cpu", encoders=None):
     model.fusion_weights.copy_(torch.tensor([0.4, 0.6]))
     encoders = encoders or {m.name: m.identity(dtype, device) for m in mods}
     specs = [{"name": m.name, "column": m.column, "encoder": m.encoder, "options": m.options} for m in params.modalities]
-    return save_torch(path, checkpoint(FitResult(model=model, best_epoch=1), TINY_LABELS, encoders=encoders,
-                                       modalities=specs))
+    return save_torch(path, checkpoint(model, TINY_LABELS, epoch=1, encoders=encoders, modalities=specs))
 
 
 def _load(path, **limits) -> MultimodalClassifier:

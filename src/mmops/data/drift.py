@@ -51,7 +51,7 @@ from mmops import artifacts
 from mmops.config import DriftParams, Layout, Params
 from mmops.data.clean import clean_manifest, hash_column
 from mmops.data.manifest import ID, LABEL, read_manifest, require_columns, source_names
-from mmops.data.media import MediaError
+from mmops.modalities.media import MediaError
 from mmops.features.cache import EncoderMismatch, FeatureCache, check_encoders
 from mmops.modalities import build_modalities
 from mmops.modalities.base import Modality

@@ -9,12 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from mmops.config import DataParams, ModalityParams
-
-# After reading, every stage uses canonical column names: `sample_id`, `label` and each
-# modality's name. `line` is the manifest's line number (the header is line 1), so messages
-# can point at the row a person would open.
-ID, LABEL, LINE = "sample_id", "label", "line"
+# the canonical column names (ID, LABEL, LINE) live in config, so every layer can name them
+from mmops.config import ID, LABEL, LINE, DataParams, ModalityParams  # noqa: F401
 
 
 class ManifestError(ValueError):

@@ -11,8 +11,7 @@ from collections.abc import Sequence
 import pandas as pd
 import torch
 
-from mmops.config import Params
-from mmops.data.manifest import ID
+from mmops.config import ID, Params
 from mmops.device import feature_dtype, pick_device
 from mmops.features.cache import FeatureCache, check_encoders
 from mmops.modalities import build_modalities

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mmops.data.media import MODES, MediaError, content_hash, decode_image, load_image, resolve_media
-from mmops.features.image import IMAGE_DIM, ImageEncoder, ImagePreset, encode_images
+from mmops.modalities.media import MODES, MediaError, content_hash, decode_image, load_image, resolve_media
+from mmops.modalities.image_encoder import IMAGE_DIM, ImageEncoder, ImagePreset, encode_images
 from mmops.modalities.base import EncoderSpec, Modality, present
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from mmops.features.text import TEXT_DIM, TextEncoder
+from mmops.modalities.text_encoder import TEXT_DIM, TextEncoder
 from mmops.modalities.base import EncoderSpec, Modality, present
 
 

@@ -11,7 +11,7 @@ import torch
 
 from mmops.models.fusion import FUSED, FusionModel
 from mmops.models.fusion.base import Features, Mask
-from mmops.training.train import predict
+from mmops.models.predict import predict
 
 
 @dataclass(frozen=True)

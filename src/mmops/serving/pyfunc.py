@@ -22,7 +22,7 @@ from mmops.features.cache import check_encoders
 from mmops.modalities import build_modalities
 from mmops.modalities.base import present
 from mmops.serving.explain import answers, explain
-from mmops.training.train import model_from_checkpoint
+from mmops.models.checkpoint import model_from_checkpoint
 
 # The file MLflow runs to get the model (models-from-code), logged with the package beside it.
 MODEL_CODE = str(Path(__file__).with_name("model_code.py"))

@@ -68,7 +68,8 @@ def _features_by_split(params: Params, layout: Layout) -> tuple[FeatureCache, di
 def train(params: Params, layout: Layout, device: str | None = None) -> dict[str, Any]:
     """Train the fusion model named by `train.fusion` on the train split (model selection on val)."""
     from mmops.data.drift import build_profile, save_profile
-    from mmops.training.train import checkpoint, fit
+    from mmops.models.checkpoint import checkpoint
+    from mmops.training.train import fit
 
     cache, data, frame = _features_by_split(params, layout)
     modalities = build_modalities(params.modalities)
@@ -82,7 +83,7 @@ def train(params: Params, layout: Layout, device: str | None = None) -> dict[str
     result = fit(tr["features"], tr["target"], va["features"], va["target"], len(params.data.labels),
                  params.train, dev, tr["present"], va["present"])
     artifacts.save_torch(layout.model, checkpoint(
-        result, list(params.data.labels), encoders=cache.encoders,
+        result.model, list(params.data.labels), epoch=result.best_epoch, encoders=cache.encoders,
         modalities=[dataclasses.asdict(m) for m in params.modalities],
     ))
     # committed for `dvc plots`: 4 decimals, as float kernels differ in the last bits between CPUs
@@ -96,7 +97,8 @@ def train(params: Params, layout: Layout, device: str | None = None) -> dict[str
 def evaluate(params: Params, layout: Layout) -> dict[str, Any]:
     """Score the fused model and each single modality on the test split."""
     from mmops.evaluation.metrics import classification_metrics, confusion_rows
-    from mmops.training.train import model_from_checkpoint, predict
+    from mmops.models.checkpoint import model_from_checkpoint
+    from mmops.models.predict import predict
 
     cache, data, frame = _features_by_split(params, layout)
     ckpt = artifacts.load_torch(layout.model)

@@ -1,5 +1,5 @@
 """Training a fusion model on cached features: plain functions in the style of torchvision's
-references (`train_one_epoch`, `predict`, `fit`). Nothing here knows which fusion method or
+references (`train_one_epoch`, `fit`; `predict` and the checkpoint are the models'). Nothing here knows which fusion method or
 which modalities it trains: it speaks only the `FusionModel` interface."""
 
 from __future__ import annotations
@@ -7,7 +7,6 @@ from __future__ import annotations
 import copy
 import logging
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 from torch.nn import functional as F
@@ -15,6 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from mmops.config import TrainParams
 from mmops.models.fusion import FUSED, Features, FusionModel, Mask, all_present, build_fusion
+from mmops.models.predict import predict
 
 log = logging.getLogger(__name__)
 
@@ -58,22 +58,6 @@ def train_one_epoch(model: FusionModel, optimizer: torch.optim.Optimizer, loader
         total += loss.item() * len(target)
         count += len(target)
     return total / max(count, 1)
-
-
-@torch.inference_mode()
-def predict(model: FusionModel, features: Features, device: torch.device, present: Mask | None = None,
-            batch_size: int = 1024) -> dict[str, torch.Tensor]:
-    """Log-probabilities (CPU) per modality and fused, for every row of `features`; with no
-    `present`, every modality counts as present."""
-    present = all_present(features) if present is None else present
-    model.eval().to(device)
-    n = len(next(iter(features.values())))
-    chunks: list[dict[str, torch.Tensor]] = []
-    for start in range(0, n, batch_size):
-        part = {m: t[start:start + batch_size].to(device) for m, t in features.items()}
-        mask = {m: p[start:start + batch_size].to(device) for m, p in present.items()}
-        chunks.append({k: v.cpu() for k, v in model(part, mask).items()})
-    return {k: torch.cat([c[k] for c in chunks]) for k in chunks[0]} if chunks else {}
 
 
 def fit(
@@ -121,28 +105,3 @@ def fit(
         raise ValueError(f"training diverged: the validation loss was never finite (last: {history[-1]})")
     model.load_state_dict(best_state)
     return FitResult(model=model.cpu().eval(), best_epoch=best_epoch, history=history)
-
-
-def checkpoint(result: FitResult, classes: list[str], *, encoders: dict[str, dict[str, Any]],
-               modalities: list[dict[str, Any]]) -> dict[str, Any]:
-    """One dict with everything needed to rebuild and serve the model (loadable with
-    weights_only=True): the architecture and its arguments, the weights, the classes, and what
-    made the features (`encoders`, `modalities`), which serving must reproduce."""
-    model = result.model
-    return {
-        "fusion": {"method": model.method, "arguments": model.arguments()},
-        "model": model.state_dict(),
-        "dims": dict(model.dims),
-        "classes": list(classes),
-        "epoch": result.best_epoch,
-        "encoders": encoders,
-        "modalities": modalities,
-    }
-
-
-def model_from_checkpoint(ckpt: dict[str, Any]) -> FusionModel:
-    """Rebuild the model saved by `checkpoint`."""
-    fusion = ckpt["fusion"]
-    model = build_fusion(fusion["method"], ckpt["dims"], len(ckpt["classes"]), **fusion["arguments"])
-    model.load_state_dict(ckpt["model"])
-    return model.eval()

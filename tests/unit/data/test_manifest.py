@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from mmops.data.manifest import ManifestError, read_manifest
-from mmops.data.media import resolve_media
+from mmops.modalities.media import resolve_media
 
 NAMES = {"sample_id": "sample_id", "image": "image", "text": "text", "label": "label"}
 

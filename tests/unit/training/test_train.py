@@ -6,7 +6,9 @@ from torch.nn import functional as F
 
 from mmops.config import TrainParams
 from mmops.evaluation.metrics import classification_metrics
-from mmops.training.train import checkpoint, fit, model_from_checkpoint, predict
+from mmops.models.checkpoint import checkpoint, model_from_checkpoint
+from mmops.models.predict import predict
+from mmops.training.train import fit
 
 CPU = torch.device("cpu")
 PARAMS = TrainParams(epochs=15, batch_size=32, lr=0.01, hidden_dim=16, dropout=0.0)
@@ -74,7 +76,7 @@ def test_checkpoint_stores_the_architecture_and_round_trips(tmp_path):
 
     (tr, ytr), (va, yva) = _data(120, 0), _data(60, 1)
     result = fit(tr, ytr, va, yva, 3, PARAMS, CPU)
-    ckpt = checkpoint(result, ["a", "b", "c"], encoders={"image": {"dim": 5}}, modalities=[{"name": "image"}])
+    ckpt = checkpoint(result.model, ["a", "b", "c"], epoch=result.best_epoch, encoders={"image": {"dim": 5}}, modalities=[{"name": "image"}])
     path = save_torch(tmp_path / "model.pt", ckpt)
     loaded = load_torch(path)
     assert loaded["fusion"] == {"method": "late", "arguments": {"hidden_dim": 16, "dropout": 0.0}}

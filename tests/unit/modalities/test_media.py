@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mmops.data.media import MediaError, decode_image
+from mmops.modalities.media import MediaError, decode_image
 
 LIMIT = 1_000_000
 
