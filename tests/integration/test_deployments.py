@@ -113,7 +113,9 @@ def test_the_nightly_retraining_deployment_runs_on_a_worker_one_run_at_a_time(pr
         report, again = artifact(first), artifact(second)
     assert "| train | ran |" in report and "Registered **mmops-classifier v1** as `challenger`" in report
     assert "## Gate: promote" in report and "| fused |" in report
-    assert "- cleaned manifest: passed" in report and "- drift: not checked, no reference yet" in report
+    assert "- cleaned manifest: passed" in report
+    for checked in ("labels and measures", "features"):  # the first training: nothing to compare with yet
+        assert f"- drift of the {checked} against the last training's data: not checked: no reference yet" in report
     assert "| train | up to date (skipped) |" in again and "No new version" in again and "## Gate" not in again
     champion = MlflowClient(tracking_uri(project)).get_model_version_by_alias("mmops-classifier", "champion")
     assert str(champion.version) == "1" and champion.tags["mmops.prefect_flow_run_id"] == str(first.id)
