@@ -101,12 +101,19 @@ class TrainParams:
     batch_size: int = 128
     lr: float = 3e-3
     weight_decay: float = 1e-4
-    hidden_dim: int = 256
-    dropout: float = 0.2
+    # Each fusion method's own options, by method (`train.fusions.concat.hidden_dim`); the model
+    # checks them when it is built (mmops.models.fusion.fusion_options) and the checkpoint keeps them.
+    fusions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Per training sample and modality, the chance it is hidden for that step (never a sample's
+    # last one), so the model learns to answer from any subset of its modalities.
+    modality_dropout: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or not 0 <= self.dropout < 1:
-            raise ValueError("params.yaml: train needs epochs >= 1, batch_size >= 1, lr > 0, 0 <= dropout < 1")
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or not 0 <= self.modality_dropout < 1:
+            raise ValueError("params.yaml: train needs epochs >= 1, batch_size >= 1, lr > 0, "
+                             "0 <= modality_dropout < 1")
+        if not all(isinstance(v, dict) for v in self.fusions.values()):
+            raise ValueError("params.yaml: train.fusions maps each method to its options (a mapping)")
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ def test_data_paths_are_relative_to_the_params_file(tmp_path: Path):
 @pytest.mark.parametrize(("section", "values", "message"), [
     ("train", {"epochs": "ten"}, "'train.epochs' must be int"),
     ("train", {"epochs": 0}, "epochs >= 1"),
-    ("train", {"dropout": True}, "'train.dropout' must be float"),
+    ("train", {"modality_dropout": True}, "'train.modality_dropout' must be float"),
     ("data", {"labels": "Flags"}, "'data.labels' must be a list"),
     ("data", {"labels": ["Flags", "Flags"]}, "distinct"),
     ("scale", {"shards": 0}, "shards >= 1"),

@@ -13,7 +13,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from mmops.config import TrainParams
-from mmops.models.fusion import FUSED, Features, FusionModel, Mask, all_present, build_fusion
+from mmops.models.fusion import FUSED, Features, FusionModel, Mask, all_present, build_fusion, fusion_options
 from mmops.models.predict import predict
 
 log = logging.getLogger(__name__)
@@ -40,9 +40,27 @@ def _loader(modalities: tuple[str, ...], features: Features, present: Mask, targ
                       generator=generator, pin_memory=device.type == "cuda")
 
 
+def drop_modalities(present: Mask, rate: float, generator: torch.Generator) -> Mask:
+    """Modality dropout: each present modality of each sample hidden with probability `rate`,
+    except that a sample always keeps one (one of its own, drawn at random, if all were hit).
+    Drawn on the CPU from `generator`, so a seed gives the same masks on any device."""
+    if rate <= 0:
+        return present
+    names = list(present)
+    mask = torch.stack([present[m].cpu() for m in names], dim=1)  # (N, M)
+    kept = mask & (torch.rand(mask.shape, generator=generator) >= rate)
+    lost = ~kept.any(dim=1)
+    if bool(lost.any()):
+        pick = (torch.rand(mask.shape, generator=generator) * mask).argmax(dim=1)  # one it has
+        kept[lost, pick[lost]] = True
+    return {m: kept[:, i].to(present[m].device) for i, m in enumerate(names)}
+
+
 def train_one_epoch(model: FusionModel, optimizer: torch.optim.Optimizer, loader: DataLoader,
-                    device: torch.device) -> float:
-    """One pass over `loader` with the model's own loss. Returns the mean loss per sample."""
+                    device: torch.device, *, modality_dropout: float = 0.0,
+                    generator: torch.Generator | None = None) -> float:
+    """One pass over `loader` with the model's own loss (and modality dropout at
+    `modality_dropout`, from `generator`). Returns the mean loss per sample."""
     model.train()
     m = len(model.modalities)
     total, count = 0.0, 0
@@ -50,6 +68,8 @@ def train_one_epoch(model: FusionModel, optimizer: torch.optim.Optimizer, loader
         tensors = [t.to(device, non_blocking=True) for t in tensors]
         batch = dict(zip(model.modalities, tensors[:m]))
         present = dict(zip(model.modalities, tensors[m:]))
+        if modality_dropout > 0:
+            present = drop_modalities(present, modality_dropout, generator or torch.Generator())
         target = target.to(device, non_blocking=True)
         loss = model.loss(model(batch, present), target, present)
         optimizer.zero_grad(set_to_none=True)
@@ -74,8 +94,10 @@ def fit(
     if absent:
         raise ValueError(f"no training sample has modality {', '.join(absent)}: nothing to learn it from")
     generator = seed_everything(params.seed)
+    dropping = torch.Generator().manual_seed(params.seed + 1)  # its own stream: data order stays as it was
     dims = {m: int(t.shape[1]) for m, t in train.items()}
-    model = build_fusion(params.fusion, dims, num_classes, hidden_dim=params.hidden_dim, dropout=params.dropout)
+    options = fusion_options(params.fusion, params.fusions.get(params.fusion))
+    model = build_fusion(params.fusion, dims, num_classes, **options)
     model.prepare(train, present_train)
     model.to(device)
     loader = _loader(model.modalities, train, present_train, y_train, batch_size=params.batch_size,
@@ -85,7 +107,8 @@ def fit(
     history: list[dict[str, float]] = []
     best_state, best_epoch, best_loss = None, 0, float("inf")
     for epoch in range(1, params.epochs + 1):
-        train_loss = train_one_epoch(model, optimizer, loader, device)
+        train_loss = train_one_epoch(model, optimizer, loader, device, modality_dropout=params.modality_dropout,
+                                     generator=dropping)
         scheduler.step()
         served = copy.deepcopy(model)
         served.fit_on_validation(predict(served, val, device, present_val), y_val, present_val)

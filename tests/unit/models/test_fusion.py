@@ -21,7 +21,7 @@ def test_the_factory_builds_the_method_named_in_params():
 
 
 def test_an_unknown_fusion_method_is_named_with_the_known_ones():
-    with pytest.raises(ValueError, match="unknown 'train.fusion' 'early'.*known: late"):
+    with pytest.raises(ValueError, match="unknown 'train.fusion' 'early'.*known: concat, gated, late"):
         build_fusion("early", {"image": 6}, 3)
 
 

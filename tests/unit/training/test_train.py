@@ -11,7 +11,7 @@ from mmops.models.predict import predict
 from mmops.training.train import fit
 
 CPU = torch.device("cpu")
-PARAMS = TrainParams(epochs=15, batch_size=32, lr=0.01, hidden_dim=16, dropout=0.0)
+PARAMS = TrainParams(epochs=15, batch_size=32, lr=0.01, fusions={"late": {"hidden_dim": 16, "dropout": 0.0}})
 
 
 def _data(n: int, seed: int):
@@ -42,7 +42,7 @@ def test_the_kept_epoch_is_the_one_with_the_lowest_validation_loss_of_the_fused_
     # Few, noisy samples and a high learning rate: the heads overfit, so the best epoch is early.
     (tr, ytr), (va, yva) = _data(30, 0), _data(60, 1)
     tr = {m: t + torch.randn(t.shape, generator=torch.Generator().manual_seed(3)) for m, t in tr.items()}
-    params = dataclasses.replace(PARAMS, epochs=40, lr=0.05, hidden_dim=64)
+    params = dataclasses.replace(PARAMS, epochs=40, lr=0.05, fusions={"late": {"hidden_dim": 64, "dropout": 0.0}})
     result = fit(tr, ytr, va, yva, 3, params, CPU)
     losses = [row["val_loss"] for row in result.history]
     assert result.best_epoch < params.epochs, "precondition: the last epoch is not the best"

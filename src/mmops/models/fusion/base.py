@@ -8,11 +8,14 @@ optional step fitted on validation data once training is done.
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
+
+from mmops.config import build_section
 
 Features = dict[str, torch.Tensor]  # modality -> (N, dim)
 Mask = dict[str, torch.Tensor]  # modality -> (N,) bool: present for that sample
@@ -23,6 +26,7 @@ class FusionModel(nn.Module, ABC):
     """A classifier over several modalities' features."""
 
     method: ClassVar[str]  # the name `train.fusion` uses
+    Options: ClassVar[type]  # its own options (a frozen dataclass): `train.fusions.<method>` in params.yaml
 
     def __init__(self, dims: dict[str, int], num_classes: int) -> None:
         super().__init__()
@@ -81,11 +85,23 @@ def register_fusion(cls: type[FusionModel]) -> type[FusionModel]:
     return cls
 
 
-def build_fusion(method: str, dims: dict[str, int], num_classes: int, **arguments: Any) -> FusionModel:
-    """A new, untrained model of fusion `method`."""
+def fusion_class(method: str) -> type[FusionModel]:
+    """The class registered for `method`; a ValueError naming the known ones otherwise."""
     if method not in FUSIONS:
         raise ValueError(f"params.yaml: unknown 'train.fusion' {method!r} (known: {', '.join(sorted(FUSIONS))})")
-    return FUSIONS[method](dims, num_classes, **arguments)
+    return FUSIONS[method]
+
+
+def fusion_options(method: str, raw: dict[str, Any] | None) -> dict[str, Any]:
+    """`method`'s options from params.yaml (`train.fusions.<method>`), checked like every params
+    section (unknown keys and wrong types refused) and completed with its defaults."""
+    options = build_section(fusion_class(method).Options, raw, f"train.fusions.{method}")
+    return dataclasses.asdict(options)
+
+
+def build_fusion(method: str, dims: dict[str, int], num_classes: int, **arguments: Any) -> FusionModel:
+    """A new, untrained model of fusion `method`, with its options as keyword arguments."""
+    return fusion_class(method)(dims, num_classes, **arguments)
 
 
 def all_present(features: Features) -> Mask:

@@ -10,6 +10,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from mmops.models.fusion.base import FUSED, Features, FusionModel, Mask, register_fusion
+from mmops.models.fusion.parts import HeadOptions
 
 
 class ModalityHead(nn.Module):
@@ -59,6 +60,7 @@ class LateFusion(FusionModel):
     """`fused` is log(sum_m w_m p_m / sum_m w_m) over the modalities present per sample."""
 
     method = "late"
+    Options = HeadOptions
 
     def __init__(self, dims: dict[str, int], num_classes: int, *, hidden_dim: int, dropout: float) -> None:
         super().__init__(dims, num_classes)

@@ -1,0 +1,123 @@
+"""Every fusion method keeps the interface's promises (a distribution out, an absent modality
+without influence, "a modality alone" meaning the fused path with the others masked, a
+checkpoint that rebuilds it); each method's options are checked; concatenation learns what a
+mixture of per-modality heads cannot; modality dropout never leaves a sample with nothing."""
+
+import pytest
+import torch
+
+from mmops.models.checkpoint import checkpoint, model_from_checkpoint
+from mmops.models.fusion import FUSED, FUSIONS, build_fusion, fusion_options
+from mmops.models.fusion.parts import alone
+from mmops.training.train import drop_modalities
+
+METHODS = sorted(FUSIONS)
+DIMS = {"image": 6, "text": 4}
+
+
+def _batch(n: int = 40, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    features = {m: torch.randn(n, d, generator=g) for m, d in DIMS.items()}
+    present = {"image": torch.arange(n) % 4 != 0, "text": torch.arange(n) % 4 != 1}
+    return features, present
+
+
+def _model(method: str, **options):
+    model = build_fusion(method, DIMS, 3, **fusion_options(method, {"hidden_dim": 8, "dropout": 0.0, **options}))
+    features, present = _batch()
+    model.prepare(features, present)
+    return model.eval()
+
+
+def test_the_three_methods_are_registered():
+    assert METHODS == ["concat", "gated", "late"]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_fused_output_is_a_distribution_for_every_sample(method):
+    features, present = _batch()
+    fused = _model(method)(features, present)[FUSED]
+    assert torch.allclose(fused.exp().sum(1), torch.ones(len(fused)), atol=1e-5)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_an_absent_modality_does_not_influence_the_fused_answer(method):
+    model, (features, present) = _model(method), _batch()
+    changed = {**features, "image": features["image"] + 100 * torch.randn_like(features["image"])}
+    lacking = ~present["image"]
+    with torch.no_grad():
+        before, after = model(features, present)[FUSED], model(changed, present)[FUSED]
+    assert torch.allclose(before[lacking], after[lacking], atol=1e-6)
+    assert not torch.allclose(before[~lacking], after[~lacking])
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_modality_alone_is_the_fused_path_with_the_others_masked(method):
+    model, (features, present) = _model(method), _batch()
+    with torch.no_grad():
+        out = model(features, present)
+        for m in DIMS:
+            masked = model(features, alone(present, m))[FUSED]
+            assert torch.allclose(out[m][present[m]], masked[present[m]], atol=1e-5), m
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_the_checkpoint_rebuilds_each_method_with_its_options(method):
+    model, (features, present) = _model(method, hidden_dim=5), _batch()
+    ckpt = checkpoint(model, ["a", "b", "c"], epoch=3, encoders={}, modalities=[])
+    assert ckpt["fusion"] == {"method": method, "arguments": {"hidden_dim": 5, "dropout": 0.0}}
+    with torch.no_grad():
+        assert torch.allclose(model_from_checkpoint(ckpt)(features, present)[FUSED], model(features, present)[FUSED])
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"hidden": 8}, "unknown key.*'train.fusions.concat': hidden"),
+    ({"hidden_dim": "wide"}, "'train.fusions.concat.hidden_dim' must be int"),
+    ({"dropout": 1.5}, "dropout < 1"),
+])
+def test_a_methods_options_are_checked_and_named(options, message):
+    with pytest.raises(ValueError, match=message):
+        fusion_options("concat", options)
+
+
+def test_options_not_given_take_the_methods_defaults():
+    assert fusion_options("gated", None) == {"hidden_dim": 256, "dropout": 0.2}
+
+
+def _fit(method: str, features, target, epochs: int = 300) -> float:
+    torch.manual_seed(0)
+    model = build_fusion(method, {m: t.shape[1] for m, t in features.items()}, 2,
+                         **fusion_options(method, {"hidden_dim": 32, "dropout": 0.0}))
+    present = {m: torch.ones(len(target), dtype=torch.bool) for m in features}
+    model.prepare(features, present)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    for _ in range(epochs):
+        optimizer.zero_grad()
+        model.loss(model(features, present), target, present).backward()
+        optimizer.step()
+    with torch.no_grad():
+        model.fit_on_validation(model(features, present), target, present)
+        return float((model.eval()(features, present)[FUSED].argmax(1) == target).float().mean())
+
+
+def test_concatenation_learns_an_interaction_of_the_modalities_that_late_fusion_cannot():
+    # the label is image XOR text: neither modality alone says anything about it
+    g = torch.Generator().manual_seed(1)
+    image, text = torch.randn(400, 1, generator=g), torch.randn(400, 1, generator=g)
+    target = ((image[:, 0] > 0) ^ (text[:, 0] > 0)).long()
+    features = {"image": image, "text": text}
+    assert _fit("concat", features, target) > 0.9
+    assert _fit("late", features, target) < 0.7
+
+
+def test_modality_dropout_never_leaves_a_sample_without_a_modality_and_is_seeded():
+    present = {"image": torch.tensor([1, 1, 0, 1] * 250).bool(), "text": torch.tensor([1, 0, 1, 1] * 250).bool()}
+    dropped = drop_modalities(present, 0.6, torch.Generator().manual_seed(0))
+    kept = torch.stack(list(dropped.values()), 1)
+    assert bool(kept.any(1).all())  # never nothing left
+    assert not bool((kept & ~torch.stack(list(present.values()), 1)).any())  # nothing absent comes back
+    both = present["image"] & present["text"]
+    assert 0.2 < float((~dropped["image"][both]).float().mean()) < 0.6  # some dropped, at about the rate
+    again = drop_modalities(present, 0.6, torch.Generator().manual_seed(0))
+    assert all(torch.equal(dropped[m], again[m]) for m in present)
+    assert drop_modalities(present, 0.0, torch.Generator()) is present
