@@ -22,7 +22,7 @@ def _git_status(project) -> str:
     return subprocess.run(["git", "status", "--porcelain"], cwd=project, capture_output=True, text=True).stdout
 
 
-def test_exp_show_and_metrics_diff_compare_main_with_two_experiments(project):
+def test_exp_show_and_metrics_diff_compare_main_with_two_fusion_methods(project):
     assert dvc(project, "repro", check=False).returncode == 0
     git(project, "add", "-A")
     git(project, "commit", "-qm", "the pipeline's results on main")
@@ -36,24 +36,25 @@ def test_exp_show_and_metrics_diff_compare_main_with_two_experiments(project):
     assert dvc(project, "repro", check=False).returncode == 0
     assert _git_status(project) == ""
     assert "up to date" in dvc(project, "status").stdout
-    for lr in ("0.01", "0.0003"):
-        result = dvc(project, "exp", "run", "--temp", "-S", f"train.lr={lr}", check=False)
+    # the other fusion methods, one with modality dropout: each trains, scores and compares
+    for options in (["train.fusion=concat"], ["train.fusion=gated", "train.modality_dropout=0.3"]):
+        result = dvc(project, "exp", "run", "--temp", *[a for o in options for a in ("-S", o)], check=False)
         assert result.returncode == 0, result.stdout + result.stderr
 
     shown = json.loads(dvc(project, "exp", "show", "--json").stdout)
     # the first row is the workspace, then the baseline commit with its experiments
     [main] = [row for row in shown if row.get("experiments")]
-    experiments = {e["revs"][0]["data"]["params"]["params.yaml"]["data"]["train"]["lr"]: e["revs"][0]
+    experiments = {e["revs"][0]["data"]["params"]["params.yaml"]["data"]["train"]["fusion"]: e["revs"][0]
                    for e in main["experiments"]}
-    assert set(experiments) == {0.01, 0.0003}
-    scores = {"main": _fused_accuracy(main), **{lr: _fused_accuracy(rev) for lr, rev in experiments.items()}}
+    assert set(experiments) == {"concat", "gated"}
+    scores = {"main": _fused_accuracy(main), **{m: _fused_accuracy(rev) for m, rev in experiments.items()}}
     assert all(0.11 < s <= 1 for s in scores.values()), scores  # each loaded, each above chance (9 classes)
 
     # experiments run on uncommitted params: they do not flood the registry
     versions = MlflowClient(tracking_uri(project)).search_model_versions("name = 'mmops-classifier'")
     assert sorted(int(v.version) for v in versions) == [1, 2, 3]
 
-    diff = dvc(project, "metrics", "diff", "HEAD", experiments[0.0003]["name"], "--json")
+    diff = dvc(project, "metrics", "diff", "--all", "HEAD", experiments["gated"]["name"], "--json")
     assert diff.returncode == 0 and "failed to load" not in diff.stderr
     change = json.loads(diff.stdout)[METRICS]["test.fused.accuracy"]
-    assert change["old"] == scores["main"] and change["new"] == scores[0.0003]
+    assert change["old"] == scores["main"] and change["new"] == scores["gated"]

@@ -38,11 +38,12 @@ def _tiny_image_params(params):
     return dataclasses.replace(params, modalities=tuple(small))
 
 
-def _ckpt(params, path, *, dtype=torch.float32, device="cpu", encoders=None):
+def _ckpt(params, path, *, dtype=torch.float32, device="cpu", encoders=None, method="late"):
     torch.manual_seed(0)
     mods = modalities_of(params)
-    model = build_fusion("late", {m.name: m.feature_dim for m in mods}, len(TINY_LABELS), hidden_dim=8, dropout=0.0)
-    model.fusion_weights.copy_(torch.tensor([0.4, 0.6]))
+    model = build_fusion(method, {m.name: m.feature_dim for m in mods}, len(TINY_LABELS), hidden_dim=8, dropout=0.0)
+    if method == "late":
+        model.fusion_weights.copy_(torch.tensor([0.4, 0.6]))
     encoders = encoders or {m.name: m.identity(dtype, device) for m in mods}
     specs = [{"name": m.name, "column": m.column, "encoder": m.encoder, "options": m.options} for m in params.modalities]
     return save_torch(path, checkpoint(model, TINY_LABELS, epoch=1, encoders=encoders, modalities=specs))
@@ -107,6 +108,27 @@ def test_the_explanation_splits_the_fused_probability_between_the_modalities(ser
     both, alone = out["explanation"]
     assert both["image"]["share"] + both["text"]["share"] == pytest.approx(out["confidence"][0], abs=1e-6)
     assert alone["text"]["share"] == pytest.approx(out["confidence"][1], abs=1e-6)
+
+
+@pytest.mark.parametrize("method", ["concat", "gated"])
+def test_a_joint_fusion_model_is_served_with_each_modalitys_masked_answer_and_its_share(tmp_path, method):
+    from tests.conftest import make_params
+
+    params = _tiny_image_params(make_params(tmp_path / "data", labels=TINY_LABELS))
+    served = _load(_ckpt(params, tmp_path / "model.pt", method=method))
+    frame = pd.DataFrame({"image": [_png(), _png()], "text": ["red", ""]})
+    out = served.predict(None, frame)
+    features, masks = served.features(frame)
+    outputs = predict(served.model, features, CPU, masks)
+    assert out["modalities"].tolist() == [["image", "text"], ["image"]]
+    assert out["confidence"][0] == pytest.approx(float(outputs["fused"][0].exp().max()), abs=1e-6)
+    # each modality's own answer is the fused path with the other masked out
+    alone = predict(served.model, features, CPU, {"image": masks["image"], "text": torch.zeros_like(masks["text"])})
+    assert out["explanation"][0]["image"]["probability"] == pytest.approx(float(alone["fused"][0].exp().max()), abs=1e-6)
+    # with one modality, its share is all of the answer (leaving it out leaves 1/C)
+    only = out["explanation"][1]
+    assert set(only) == {"image"}
+    assert only["image"]["share"] == pytest.approx(out["confidence"][1] - 1 / len(TINY_LABELS), abs=1e-6)
 
 
 def test_a_request_with_no_records_is_refused_with_a_reason(served):
