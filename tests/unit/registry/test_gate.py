@@ -25,6 +25,15 @@ def _evaluation(fused, version="2", latency=20.0, classes=CLASSES, present=None,
                       p95_latency_ms=latency, classes=classes, present=present or {})
 
 
+def _worse_by(answers: int) -> tuple[np.ndarray, np.ndarray]:
+    """A challenger and a champion (85% right) that differ only in `answers` the challenger got wrong."""
+    champion = _noisy(0.85, 1)
+    challenger = champion.copy()
+    flip = np.flatnonzero(challenger == TARGET)[:answers]
+    challenger[flip] = (TARGET[flip] + 1) % 4
+    return challenger, champion
+
+
 def _failed(decision) -> list[str]:
     return [r for r in decision.reasons if r.startswith("FAIL")]
 
@@ -144,20 +153,14 @@ def test_a_challenger_as_good_as_the_champion_is_promoted():
 
 def test_a_small_noisy_gap_is_judged_by_the_interval_not_the_bare_difference():
     # 2 of 400 answers differ: a bare difference says "worse", the paired interval says "not clearly"
-    champion = _noisy(0.85, 1)
-    challenger = champion.copy()
-    flip = np.flatnonzero(challenger == TARGET)[:2]
-    challenger[flip] = (TARGET[flip] + 1) % 4
+    challenger, champion = _worse_by(2)
     decision = decide(_evaluation(challenger), _evaluation(champion, version="1"), PARAMS)
     assert decision.numbers["difference"] < 0 and decision.promote
 
 
 def test_a_regression_within_tolerance_but_uncertain_beyond_it_is_refused():
     # the bare difference (-0.01) is within max_regression (0.02); the interval's lower end is not
-    champion = _noisy(0.85, 1)
-    challenger = champion.copy()
-    flip = np.flatnonzero(challenger == TARGET)[:4]
-    challenger[flip] = (TARGET[flip] + 1) % 4
+    challenger, champion = _worse_by(4)
     decision = decide(_evaluation(challenger), _evaluation(champion, version="1"), PARAMS)
     assert -PARAMS.max_regression < decision.numbers["difference"] < 0
     assert decision.numbers["difference_low"] < -PARAMS.max_regression
@@ -165,10 +168,7 @@ def test_a_regression_within_tolerance_but_uncertain_beyond_it_is_refused():
 
 
 def test_the_regression_floor_holds_exactly_at_the_limit():
-    champion = _noisy(0.85, 1)
-    challenger = champion.copy()
-    flip = np.flatnonzero(challenger == TARGET)[:4]
-    challenger[flip] = (TARGET[flip] + 1) % 4
+    challenger, champion = _worse_by(4)
     low = decide(_evaluation(challenger), _evaluation(champion, version="1"), PARAMS).numbers["difference_low"]
     at_limit = PromoteParams(**{**PARAMS.__dict__, "max_regression": -low})
     assert decide(_evaluation(challenger), _evaluation(champion, version="1"), at_limit).promote

@@ -10,7 +10,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from mmops.models.fusion.base import FUSED, Features, FusionModel, Mask, register_fusion
-from mmops.models.fusion.parts import HeadOptions
+from mmops.models.fusion.parts import HeadOptions, Standardise, classifier_mlp
 
 
 class ModalityHead(nn.Module):
@@ -18,21 +18,11 @@ class ModalityHead(nn.Module):
 
     def __init__(self, in_dim: int, num_classes: int, *, hidden_dim: int, dropout: float) -> None:
         super().__init__()
-        self.register_buffer("mean", torch.zeros(in_dim))
-        self.register_buffer("std", torch.ones(in_dim))
-        layers: list[nn.Module] = [nn.Dropout(dropout)]
-        if hidden_dim > 0:
-            layers += [nn.Linear(in_dim, hidden_dim), nn.GELU(), nn.Dropout(dropout)]
-            in_dim = hidden_dim
-        layers.append(nn.Linear(in_dim, num_classes))
-        self.mlp = nn.Sequential(*layers)
-
-    def set_statistics(self, features: torch.Tensor) -> None:
-        self.mean.copy_(features.mean(0))
-        self.std.copy_(features.std(0, correction=0).clamp_min(1e-6))
+        self.standardise = Standardise(in_dim)
+        self.mlp = classifier_mlp(in_dim, num_classes, hidden_dim=hidden_dim, dropout=dropout)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.mlp((features - self.mean) / self.std)
+        return self.mlp(self.standardise(features))
 
 
 def simplex_grid(parts: int, steps: int) -> torch.Tensor:
@@ -108,7 +98,7 @@ class LateFusion(FusionModel):
 
     def prepare(self, features: Features, present: Mask) -> None:
         for m, head in self.heads.items():
-            head.set_statistics(features[m][present[m]])
+            head.standardise.fit(features[m][present[m]])
 
     def fit_on_validation(self, outputs: dict[str, torch.Tensor], target: torch.Tensor, present: Mask) -> None:
         """The mixture weights on a grid over the simplex with the lowest validation log-loss

@@ -1,14 +1,18 @@
-"""Pieces several fusion methods share: per-modality standardisation with the train split's
-statistics, a mask with one modality alone, and each method's common options."""
+"""Pieces several fusion methods share: their common options, a classifier MLP, per-modality
+standardisation with the train split's statistics, a mask with one modality alone, and the
+base of the methods that read every modality in one model (`JointFusion`)."""
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
-from mmops.models.fusion.base import Features, Mask
+from mmops.models.fusion.base import FUSED, Features, FusionModel, Mask
 
 
 @dataclass(frozen=True)
@@ -21,6 +25,17 @@ class HeadOptions:
     def __post_init__(self) -> None:
         if self.hidden_dim < 0 or not 0 <= self.dropout < 1:
             raise ValueError(f"params.yaml: train.fusions needs hidden_dim >= 0 and 0 <= dropout < 1, got {self}")
+
+
+def classifier_mlp(in_dim: int, num_classes: int, *, hidden_dim: int, dropout: float) -> nn.Sequential:
+    """Dropout, a hidden GELU layer of `hidden_dim` with dropout (none when 0), then a linear
+    layer to the classes' logits."""
+    layers: list[nn.Module] = [nn.Dropout(dropout)]
+    if hidden_dim > 0:
+        layers += [nn.Linear(in_dim, hidden_dim), nn.GELU(), nn.Dropout(dropout)]
+        in_dim = hidden_dim
+    layers.append(nn.Linear(in_dim, num_classes))
+    return nn.Sequential(*layers)
 
 
 class Standardise(nn.Module):
@@ -59,3 +74,44 @@ def stacked_mask(present: Mask, modalities: tuple[str, ...]) -> torch.Tensor:
 
 def batch_size_of(features: Features) -> int:
     return len(next(iter(features.values())))
+
+
+class JointFusion(FusionModel):
+    """A method that reads every present modality in one model (concat, gated): each modality
+    standardised, zero where a sample lacks it, beside a presence flag per modality. "A
+    modality alone" is its fused path with the others masked; it learns from one loss, the
+    cross-entropy of the fused prediction."""
+
+    Options = HeadOptions
+
+    def __init__(self, dims: dict[str, int], num_classes: int, *, hidden_dim: int, dropout: float) -> None:
+        super().__init__(dims, num_classes)
+        self.hidden_dim, self.dropout = hidden_dim, dropout
+        self.standardise = nn.ModuleDict({m: Standardise(d) for m, d in dims.items()})
+
+    def arguments(self) -> dict[str, Any]:
+        return {"hidden_dim": self.hidden_dim, "dropout": self.dropout}
+
+    def joint_input(self, features: Features, present: Mask) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (N, M) presence mask, and (N, sum of dims + M): every modality standardised and
+        zeroed where absent, then the presence flags."""
+        mask = stacked_mask(present, self.modalities)
+        parts = [self.standardise[m](features[m]) * mask[:, i:i + 1] for i, m in enumerate(self.modalities)]
+        return mask, torch.cat([*parts, mask.to(parts[0].dtype)], dim=1)
+
+    @abstractmethod
+    def classify(self, features: Features, present: Mask) -> torch.Tensor:
+        """Log-probabilities (N, C) from the modalities `present` marks."""
+
+    def forward(self, features: Features, present: Mask) -> dict[str, torch.Tensor]:
+        out = {m: self.classify(features, alone(present, m)) for m in self.modalities}
+        out[FUSED] = self.classify(features, present)
+        return out
+
+    def loss(self, outputs: dict[str, torch.Tensor], target: torch.Tensor, present: Mask) -> torch.Tensor:
+        """Cross-entropy of the fused prediction: one model, one loss."""
+        return F.nll_loss(outputs[FUSED], target)
+
+    def prepare(self, features: Features, present: Mask) -> None:
+        for m, standardise in self.standardise.items():
+            standardise.fit(features[m][present[m]])
