@@ -45,6 +45,12 @@ MUTATIONS = {
         "if True:",
         "tests/unit/training/test_train.py::test_the_kept_epoch_is_the_one_with_the_lowest_validation_loss_of_the_fused_prediction",
     ),
+    "alignment pairs a sample's image with a text it does not have": (
+        "src/mmops/models/fusion/align.py",
+        "both = present[a] & present[b]",
+        "both = torch.ones_like(present[a])",
+        "tests/unit/models/test_alignment.py::test_a_sample_without_one_of_the_modalities_is_left_out_of_the_loss",
+    ),
     "fusion weights fixed at 0.5 / 0.5": (
         "src/mmops/models/fusion/late.py",
         "self.fusion_weights.copy_(best)",

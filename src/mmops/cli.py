@@ -63,15 +63,28 @@ def _drift(args: argparse.Namespace) -> int:
     return 3 if report.drifted else 0
 
 
+def _interval(scores: dict[str, float], name: str) -> str:
+    """"[low, high]" of a score's interval, or "" for metrics from before intervals."""
+    if f"{name}_low" not in scores:
+        return ""
+    return f"[{scores[f'{name}_low']:.3f}, {scores[f'{name}_high']:.3f}]"
+
+
 def _summary(args: argparse.Namespace) -> int:
     from mmops.registry.lineage import redact_uri
 
     layout = Layout(Path(args.artifacts))
     metrics = json.loads(layout.metrics.read_text())
     print(f"\nTest split ({metrics['test_samples']} samples):")
-    print(f"  {'model':<8} {'accuracy':>9} {'macro-F1':>9}")
+    print(f"  {'model':<8} {'accuracy':>9} {'95% interval':>15} {'macro-F1':>9} {'95% interval':>15} {'ECE':>6}")
     for name, scores in sorted(metrics["test"].items(), key=lambda item: item[0] != "fused"):
-        print(f"  {name:<8} {scores['accuracy']:>9.3f} {scores['macro_f1']:>9.3f}")
+        print(f"  {name:<8} {scores['accuracy']:>9.3f} {_interval(scores, 'accuracy'):>15} "
+              f"{scores['macro_f1']:>9.3f} {_interval(scores, 'macro_f1'):>15} "
+              f"{format(scores['ece'], '.3f') if 'ece' in scores else '':>6}".rstrip())
+    print("  (intervals: the test split's groups resampled, as the gate does; ECE: expected calibration error)")
+    for pair, found in metrics.get("retrieval", {}).items():
+        print(f"  retrieval {pair}: recall@1 {found['recall@1']:.3f}, recall@5 {found['recall@5']:.3f} "
+              f"({found['samples']} pairs; chance {1 / found['samples']:.3f} and {5 / found['samples']:.3f})")
     if layout.registered.exists():
         reg = json.loads(layout.registered.read_text())
         if reg.get("registered", True):

@@ -107,11 +107,22 @@ class TrainParams:
     # Per training sample and modality, the chance it is hidden for that step (never a sample's
     # last one), so the model learns to answer from any subset of its modalities.
     modality_dropout: float = 0.0
+    optimizer: str = "adamw"  # adam (L2 penalty in the gradient) or adamw (decoupled weight decay)
+    label_smoothing: float = 0.0  # of the cross-entropy: the target keeps 1 - this
+    # CLIP-style alignment of the modalities' embeddings (mmops.models.fusion.align): its loss's
+    # weight beside the label loss (0: none) and the shared space's width
+    contrastive_weight: float = 0.0
+    contrastive_dim: int = 128
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or not 0 <= self.modality_dropout < 1:
             raise ValueError("params.yaml: train needs epochs >= 1, batch_size >= 1, lr > 0, "
                              "0 <= modality_dropout < 1")
+        if self.optimizer not in ("adam", "adamw"):
+            raise ValueError(f"params.yaml: train.optimizer must be adam or adamw, got {self.optimizer!r}")
+        if not 0 <= self.label_smoothing < 1 or self.contrastive_weight < 0 or self.contrastive_dim < 1:
+            raise ValueError("params.yaml: train needs 0 <= label_smoothing < 1, contrastive_weight >= 0, "
+                             "contrastive_dim >= 1")
         if not all(isinstance(v, dict) for v in self.fusions.values()):
             raise ValueError("params.yaml: train.fusions maps each method to its options (a mapping)")
 

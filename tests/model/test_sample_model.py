@@ -47,8 +47,8 @@ def test_horizontal_flip_rarely_changes_the_image_prediction(trained):
     flipped = encode([ImageOps.mirror(i) for i in images], batch_size=64)
     text = torch.zeros(len(images), 384)
     only_image = {"image": torch.ones(len(images), dtype=torch.bool), "text": torch.zeros(len(images), dtype=torch.bool)}
-    a = predict(model, {"image": plain, "text": text}, CPU, only_image)["fused"].argmax(1)
-    b = predict(model, {"image": flipped, "text": text}, CPU, only_image)["fused"].argmax(1)
+    a = predict(model, {"image": plain, "text": text}, CPU, only_image).log_probs["fused"].argmax(1)
+    b = predict(model, {"image": flipped, "text": text}, CPU, only_image).log_probs["fused"].argmax(1)
     assert (a == b).float().mean() >= 0.9
 
 
@@ -63,5 +63,5 @@ def test_text_alone_gets_obvious_cases_right(trained, text, label):
     params, _, model = trained
     features = TextEncoder(device=CPU)([text], batch_size=1)
     present = {"image": torch.tensor([False]), "text": torch.tensor([True])}
-    fused = predict(model, {"image": torch.zeros(1, 1280), "text": features}, CPU, present)["fused"]
+    fused = predict(model, {"image": torch.zeros(1, 1280), "text": features}, CPU, present).log_probs["fused"]
     assert params.data.labels[int(fused.argmax(1))] == label

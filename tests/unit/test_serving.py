@@ -74,7 +74,7 @@ def test_a_record_with_one_modality_gets_exactly_that_modalitys_prediction(serve
     frame = pd.DataFrame({"image": [_png(), None, _png()], "text": ["red", "blue", ""]})
     out = served.predict(None, frame)
     features, _ = served.features(frame)
-    heads = predict(served.model, features, CPU)  # every modality's own prediction
+    heads = predict(served.model, features, CPU).log_probs  # every modality's own prediction
     assert out["confidence"][1] == pytest.approx(float(heads["text"][1].exp().max()), abs=1e-6)
     assert out["confidence"][2] == pytest.approx(float(heads["image"][2].exp().max()), abs=1e-6)
     assert out["label"][1] == TINY_LABELS[int(heads["text"][1].argmax())]
@@ -87,7 +87,7 @@ def test_the_answer_has_every_class_probability_the_modalities_used_and_their_ow
     frame = pd.DataFrame({"image": [_png(), None], "text": ["red", "blue"]})
     out = served.predict(None, frame)
     features, masks = served.features(frame)
-    heads = predict(served.model, features, CPU, masks)
+    heads = predict(served.model, features, CPU, masks).log_probs
     for i in range(2):
         probabilities = out["probabilities"][i]
         assert list(probabilities) == TINY_LABELS
@@ -119,11 +119,11 @@ def test_a_joint_fusion_model_is_served_with_each_modalitys_masked_answer_and_it
     frame = pd.DataFrame({"image": [_png(), _png()], "text": ["red", ""]})
     out = served.predict(None, frame)
     features, masks = served.features(frame)
-    outputs = predict(served.model, features, CPU, masks)
+    outputs = predict(served.model, features, CPU, masks).log_probs
     assert out["modalities"].tolist() == [["image", "text"], ["image"]]
     assert out["confidence"][0] == pytest.approx(float(outputs["fused"][0].exp().max()), abs=1e-6)
     # each modality's own answer is the fused path with the other masked out
-    alone = predict(served.model, features, CPU, {"image": masks["image"], "text": torch.zeros_like(masks["text"])})
+    alone = predict(served.model, features, CPU, {"image": masks["image"], "text": torch.zeros_like(masks["text"])}).log_probs
     assert out["explanation"][0]["image"]["probability"] == pytest.approx(float(alone["fused"][0].exp().max()), abs=1e-6)
     # with one modality, its share is all of the answer (leaving it out leaves 1/C)
     only = out["explanation"][1]
@@ -288,7 +288,7 @@ def test_serving_makes_the_pipelines_features_and_prediction_for_the_same_inputs
     features, _ = served.features(request)
     for m in ("image", "text"):
         assert torch.allclose(features[m], cache.features[m], atol=1e-5), m
-    expected = predict(served.model, cache.features, CPU)["fused"].exp().max(1)
+    expected = predict(served.model, cache.features, CPU).log_probs["fused"].exp().max(1)
     out = served.predict(None, request)
     assert out["label"].tolist() == [TINY_LABELS[i] for i in expected.indices.tolist()]
     assert torch.allclose(torch.tensor(out["confidence"].to_numpy(), dtype=torch.float32), expected.values, atol=1e-5)

@@ -97,14 +97,17 @@ def test_summary_prints_fused_first_then_each_modality_and_the_registered_versio
     layout = Layout(tmp_path / "artifacts")
     scores = {"image": (0.5, 0.25), "fused": (0.875, 0.8125), "text": (0.625, 0.375)}
     artifacts.write_json(layout.metrics, {"test_samples": 8, "test": {
-        m: {"accuracy": a, "macro_f1": f} for m, (a, f) in scores.items()}})
+        m: {"accuracy": a, "macro_f1": f, "ece": a / 10, "accuracy_low": a - 0.1, "accuracy_high": a + 0.1,
+            "macro_f1_low": f - 0.2, "macro_f1_high": f + 0.1} for m, (a, f) in scores.items()}})
     artifacts.write_json(layout.registered, {"name": "clf", "version": "3", "alias": "challenger",
                                              "run_id": "abc", "tracking_uri": "sqlite:///x.db",
                                              "model_card": "runs:/abc/model_card.html"})
     assert main(["summary", "--artifacts", str(layout.root)]) == 0
     lines = capsys.readouterr().out.splitlines()
     table = [line.split() for line in lines if line.strip().split(" ")[0] in scores]
-    assert table == [["fused", "0.875", "0.812"], ["image", "0.500", "0.250"], ["text", "0.625", "0.375"]]
+    assert table == [["fused", "0.875", "[0.775,", "0.975]", "0.812", "[0.613,", "0.912]", "0.087"],
+                     ["image", "0.500", "[0.400,", "0.600]", "0.250", "[0.050,", "0.350]", "0.050"],
+                     ["text", "0.625", "[0.525,", "0.725]", "0.375", "[0.175,", "0.475]", "0.062"]]
     assert any("Test split (8 samples)" in line for line in lines)
     assert any("clf version 3 (alias 'challenger'), run abc" in line for line in lines)
     assert any("model card:     runs:/abc/model_card.html  (`mmops card 3`" in line for line in lines)

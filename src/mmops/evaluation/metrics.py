@@ -5,17 +5,37 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mmops.evaluation.bootstrap import macro_f1
+from mmops.evaluation.bootstrap import Resampler, interval, macro_f1
+from mmops.evaluation.calibration import expected_calibration_error
 
 
-def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> dict[str, float]:
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int,
+                           probabilities: np.ndarray | None = None) -> dict[str, float]:
     """Accuracy and macro-F1 (over every configured class, so an unpredicted class counts as 0):
-    the same macro-F1 the gate and the card resample."""
+    the same macro-F1 the gate and the card resample; with the answers' `probabilities` (N, C),
+    their expected calibration error too."""
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    return {"accuracy": float((y_true == y_pred).mean()) if len(y_true) else 0.0,
-            "macro_f1": macro_f1(y_true, y_pred, num_classes)}
+    scores = {"accuracy": float((y_true == y_pred).mean()) if len(y_true) else 0.0,
+              "macro_f1": macro_f1(y_true, y_pred, num_classes)}
+    if probabilities is not None and len(y_true):
+        scores["ece"] = expected_calibration_error(probabilities, y_true)
+    return scores
 
 
 def confusion_rows(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> pd.DataFrame:
     """One row per sample (`actual`, `predicted`), the shape `dvc plots` draws as a confusion matrix."""
     return pd.DataFrame({"actual": [classes[i] for i in y_true], "predicted": [classes[i] for i in y_pred]})
+
+
+def intervals(resampler: Resampler, y_true: np.ndarray, y_pred: np.ndarray, num_classes: int,
+              rows: np.ndarray) -> dict[str, float]:
+    """95% intervals of accuracy and macro-F1 over `rows`, from the split's groups resampled
+    (`resampler`, built on every test row): `accuracy_low`, `accuracy_high`, `macro_f1_low`, ..."""
+    subset = resampler.subset(rows)
+    target, predicted = np.asarray(y_true)[rows], np.asarray(y_pred)[rows]
+    scores = {"accuracy": subset.accuracy(target, predicted),
+              "macro_f1": subset.macro_f1(target, predicted, num_classes)}
+    out = {}
+    for name, values in scores.items():
+        out[f"{name}_low"], out[f"{name}_high"] = (round(v, 4) for v in interval(values))
+    return out

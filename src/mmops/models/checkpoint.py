@@ -14,7 +14,8 @@ def checkpoint(model: FusionModel, classes: list[str], *, epoch: int, encoders: 
     weights_only=True): the architecture and its arguments, the weights, the classes, the epoch
     kept, and what made the features (`encoders`, `modalities`), which serving must reproduce."""
     return {
-        "fusion": {"method": model.method, "arguments": model.arguments()},
+        "fusion": {"method": model.method, "arguments": model.arguments(),
+                   "alignment": model.alignment.dim if model.alignment is not None else None},
         "model": model.state_dict(),
         "dims": dict(model.dims),
         "classes": list(classes),
@@ -28,5 +29,7 @@ def model_from_checkpoint(ckpt: dict[str, Any]) -> FusionModel:
     """Rebuild the model saved by `checkpoint`."""
     fusion = ckpt["fusion"]
     model = build_fusion(fusion["method"], ckpt["dims"], len(ckpt["classes"]), **fusion["arguments"])
+    if fusion.get("alignment"):
+        model.align(fusion["alignment"])
     model.load_state_dict(ckpt["model"])
     return model.eval()

@@ -27,7 +27,7 @@ class Explained:
 
 def explain(model: FusionModel, features: Features, present: Mask, device: torch.device) -> Explained:
     """Predict and explain: the shares come from the fusion method itself (`contributions`)."""
-    outputs = predict(model, features, device, present)
+    outputs = predict(model, features, device, present).log_probs
     chosen = outputs[FUSED].argmax(1)
     with torch.no_grad():
         shares = model.contributions(features, present, outputs, chosen)

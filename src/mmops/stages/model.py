@@ -47,7 +47,7 @@ def check_feature_cache(cache: FeatureCache, cleaned: pd.DataFrame, params: Para
     feature_drift(params, layout, cleaned, cache)
 
 
-def _features_by_split(params: Params, layout: Layout) -> tuple[FeatureCache, dict[str, dict[str, Any]], pd.DataFrame]:
+def features_by_split(params: Params, layout: Layout) -> tuple[FeatureCache, dict[str, dict[str, Any]], pd.DataFrame]:
     """The cache, and per split its features, presence masks and label indices, aligned with
     the split manifest's rows."""
     frame = artifacts.read_csv(layout.split_manifest)
@@ -71,7 +71,7 @@ def train(params: Params, layout: Layout, device: str | None = None) -> dict[str
     from mmops.models.checkpoint import checkpoint
     from mmops.training.train import fit
 
-    cache, data, frame = _features_by_split(params, layout)
+    cache, data, frame = features_by_split(params, layout)
     modalities = build_modalities(params.modalities)
     # The cache must be what params.yaml and the installed encoders would make now; its
     # precision and device kind are its own (they follow the device featurize ran on).
@@ -96,11 +96,13 @@ def train(params: Params, layout: Layout, device: str | None = None) -> dict[str
 
 def evaluate(params: Params, layout: Layout) -> dict[str, Any]:
     """Score the fused model and each single modality on the test split."""
-    from mmops.evaluation.metrics import classification_metrics, confusion_rows
+    from mmops.evaluation.bootstrap import Resampler
+    from mmops.evaluation.metrics import classification_metrics, confusion_rows, intervals
+    from mmops.evaluation.retrieval import retrieval_scores
     from mmops.models.checkpoint import model_from_checkpoint
     from mmops.models.predict import predict
 
-    cache, data, frame = _features_by_split(params, layout)
+    cache, data, frame = features_by_split(params, layout)
     ckpt = artifacts.load_torch(layout.model)
     classes = list(params.data.labels)
     if list(ckpt["classes"]) != classes:
@@ -110,14 +112,23 @@ def evaluate(params: Params, layout: Layout) -> dict[str, Any]:
     model = model_from_checkpoint(ckpt)
     test = data["test"]
     y = test["target"].numpy()
-    log_probs = predict(model, test["features"], torch.device("cpu"), test["present"])
+    out = predict(model, test["features"], torch.device("cpu"), test["present"])
+    log_probs = out.log_probs
     # each modality alone is scored on the samples that have it; fused on all of them
     rows = {name: test["present"].get(name, torch.ones(len(y), dtype=torch.bool)).numpy() for name in log_probs}
-    scores = {name: classification_metrics(y[rows[name]], lp.argmax(1).numpy()[rows[name]], len(classes))
-              for name, lp in log_probs.items() if rows[name].any()}  # a modality no test row has: no score
-    metrics = {"test": scores, "test_samples": int(len(y))}
-    fused = log_probs["fused"].argmax(1).numpy()
     test_rows = frame[frame["split"] == "test"]
+    # intervals resample the split's groups, as the gate does (its resamples and seed)
+    groups = test_rows["group"].to_numpy() if "group" in test_rows else None  # None: each row its own
+    resampler = Resampler.of(groups, len(y), resamples=params.promote.bootstrap_resamples,
+                             seed=params.promote.seed)
+    scores = {name: classification_metrics(y[rows[name]], lp.argmax(1).numpy()[rows[name]], len(classes),
+                                           lp.exp().numpy()[rows[name]])
+                    | intervals(resampler, y, lp.argmax(1).numpy(), len(classes), rows[name])
+              for name, lp in log_probs.items() if rows[name].any()}  # a modality no test row has: no score
+    metrics: dict[str, Any] = {"test": scores, "test_samples": int(len(y))}
+    if model.alignment is not None:
+        metrics["retrieval"] = retrieval_scores(model.alignment(out.embeddings), test["present"])
+    fused = log_probs["fused"].argmax(1).numpy()
     artifacts.write_json(layout.metrics, metrics)
     artifacts.write_csv(layout.confusion, confusion_rows(y, fused, classes))
     artifacts.write_csv(layout.predictions, pd.DataFrame({

@@ -95,6 +95,8 @@ def register(params: Params, layout: Layout, *, stage: str = "register", flow_ru
     modalities = build_modalities(params.modalities)
     metrics = json.loads(layout.metrics.read_text())
     flat = {f"test_{m}_{k}": v for m, scores in metrics["test"].items() for k, v in scores.items()}
+    flat |= {f"retrieval_{pair.replace('->', '_to_')}_{k.replace('@', '_at_')}": v
+             for pair, found in metrics.get("retrieval", {}).items() for k, v in found.items()}
     example = artifacts.read_csv(layout.split_manifest).query("split == 'test'").head(2)
     input_example = requests_for(example, modalities, params.data.root)
     registered = log_and_register(

@@ -17,6 +17,7 @@ from mmops.models.fusion import FUSED, Features, FusionModel, Mask, all_present,
 from mmops.models.predict import predict
 
 log = logging.getLogger(__name__)
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 
 
 @dataclass
@@ -57,27 +58,31 @@ def drop_modalities(present: Mask, rate: float, generator: torch.Generator) -> M
 
 
 def train_one_epoch(model: FusionModel, optimizer: torch.optim.Optimizer, loader: DataLoader,
-                    device: torch.device, *, modality_dropout: float = 0.0,
-                    generator: torch.Generator | None = None) -> float:
-    """One pass over `loader` with the model's own loss (and modality dropout at
-    `modality_dropout`, from `generator`). Returns the mean loss per sample."""
+                    device: torch.device, params: TrainParams, generator: torch.Generator) -> dict[str, float]:
+    """One pass over `loader`: the model's label loss (with `params.label_smoothing`, on masks
+    hit by modality dropout drawn from `generator`), plus `params.contrastive_weight` times the
+    alignment loss (on the modalities each sample really has). Mean losses per sample."""
     model.train()
     m = len(model.modalities)
-    total, count = 0.0, 0
+    totals, count = {"train_loss": 0.0, "train_align_loss": 0.0}, 0
     for *tensors, target in loader:
         tensors = [t.to(device, non_blocking=True) for t in tensors]
         batch = dict(zip(model.modalities, tensors[:m]))
-        present = dict(zip(model.modalities, tensors[m:]))
-        if modality_dropout > 0:
-            present = drop_modalities(present, modality_dropout, generator or torch.Generator())
+        has = dict(zip(model.modalities, tensors[m:]))
+        present = drop_modalities(has, params.modality_dropout, generator)
         target = target.to(device, non_blocking=True)
-        loss = model.loss(model(batch, present), target, present)
+        out = model(batch, present)
+        loss = model.loss(out.log_probs, target, present, params.label_smoothing)
+        totals["train_loss"] += loss.item() * len(target)
+        if model.alignment is not None and params.contrastive_weight > 0:
+            align_loss = model.alignment.loss(out.embeddings, has)
+            loss = loss + params.contrastive_weight * align_loss
+            totals["train_align_loss"] += align_loss.item() * len(target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        total += loss.item() * len(target)
         count += len(target)
-    return total / max(count, 1)
+    return {k: v / max(count, 1) for k, v in totals.items()}
 
 
 def fit(
@@ -98,22 +103,23 @@ def fit(
     dims = {m: int(t.shape[1]) for m, t in train.items()}
     options = fusion_options(params.fusion, params.fusions.get(params.fusion))
     model = build_fusion(params.fusion, dims, num_classes, **options)
+    if params.contrastive_weight > 0:
+        model.align(params.contrastive_dim)
     model.prepare(train, present_train)
     model.to(device)
     loader = _loader(model.modalities, train, present_train, y_train, batch_size=params.batch_size,
                      generator=generator, device=device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
+    optimizer = OPTIMIZERS[params.optimizer](model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(params.epochs, 1))
     history: list[dict[str, float]] = []
     best_state, best_epoch, best_loss = None, 0, float("inf")
     for epoch in range(1, params.epochs + 1):
-        train_loss = train_one_epoch(model, optimizer, loader, device, modality_dropout=params.modality_dropout,
-                                     generator=dropping)
+        losses = train_one_epoch(model, optimizer, loader, device, params, dropping)
         scheduler.step()
         served = copy.deepcopy(model)
-        served.fit_on_validation(predict(served, val, device, present_val), y_val, present_val)
-        val_lp = predict(served, val, device, present_val)
-        row: dict[str, float] = {"epoch": epoch, "train_loss": train_loss}
+        served.fit_on_validation(predict(served, val, device, present_val).log_probs, y_val, present_val)
+        val_lp = predict(served, val, device, present_val).log_probs
+        row: dict[str, float] = {"epoch": epoch, **losses}
         for name in (FUSED, *model.modalities):
             suffix = "" if name == FUSED else f"_{name}"
             rows = torch.ones_like(y_val, dtype=torch.bool) if name == FUSED else present_val[name].cpu()
@@ -121,7 +127,7 @@ def fit(
             row[f"val_acc{suffix}"] = float((val_lp[name][rows].argmax(1) == y_val[rows]).float().mean())
         history.append(row)
         log.info("epoch %d/%d: train loss %.4f, val loss %.4f, val accuracy %.3f",
-                 epoch, params.epochs, train_loss, row["val_loss"], row["val_acc"])
+                 epoch, params.epochs, losses["train_loss"], row["val_loss"], row["val_acc"])
         if row["val_loss"] < best_loss:
             best_state, best_epoch, best_loss = copy.deepcopy(served.state_dict()), epoch, row["val_loss"]
     if best_state is None:

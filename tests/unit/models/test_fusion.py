@@ -21,13 +21,13 @@ def test_the_factory_builds_the_method_named_in_params():
 
 
 def test_an_unknown_fusion_method_is_named_with_the_known_ones():
-    with pytest.raises(ValueError, match="unknown 'train.fusion' 'early'.*known: concat, gated, late"):
+    with pytest.raises(ValueError, match="unknown 'train.fusion' 'early'.*known: attention, concat, gated, late"):
         build_fusion("early", {"image": 6}, 3)
 
 
 def test_fused_output_is_a_probability_distribution():
     feats = _features()
-    out = _model()(feats, all_present(feats))
+    out = _model().log_probs(feats, all_present(feats))
     assert set(out) == {"image", "text", "fused"}
     assert torch.allclose(out["fused"].exp().sum(1), torch.ones(5), atol=1e-5)
 
@@ -35,7 +35,7 @@ def test_fused_output_is_a_probability_distribution():
 def test_a_missing_modality_is_masked_not_an_error():
     model, feats = _model(), _features()
     present = {"image": torch.tensor([True, False, True, True, False]), "text": torch.tensor([True, True, False, True, True])}
-    out = model(feats, present)
+    out = model.log_probs(feats, present)
     # Where only one modality is present, the fused prediction is exactly that modality's.
     assert torch.allclose(out["fused"][1], out["text"][1], atol=1e-6)
     assert torch.allclose(out["fused"][2], out["image"][2], atol=1e-6)
@@ -44,7 +44,7 @@ def test_a_missing_modality_is_masked_not_an_error():
 
 def test_fusion_weights_move_the_mixture():
     model, feats = _model(), _features()
-    log_probs = model(feats, all_present(feats))
+    log_probs = model.log_probs(feats, all_present(feats))
     only_image = model.fuse(log_probs, all_present(feats), weights=torch.tensor([1.0, 0.0]))
     assert torch.allclose(only_image, log_probs["image"], atol=1e-5)
 
@@ -52,7 +52,7 @@ def test_fusion_weights_move_the_mixture():
 def test_a_sample_with_no_modality_is_refused():
     present = {"image": torch.tensor([False]), "text": torch.tensor([False])}
     with pytest.raises(ValueError, match="at least one modality"):
-        _model()(_features(1), present)
+        _model().log_probs(_features(1), present)
 
 
 def test_validation_step_puts_the_weight_on_the_modality_that_knows_the_answer():
@@ -77,7 +77,7 @@ def test_the_weight_grid_covers_the_simplex_for_any_number_of_modalities():
 def _explained(model, features, present):
     model.eval()
     with torch.no_grad():
-        outputs = model(features, present)
+        outputs = model.log_probs(features, present)
     chosen = outputs["fused"].argmax(1)
     return outputs, chosen
 
@@ -107,8 +107,8 @@ def test_any_fusion_can_explain_by_leaving_each_modality_out():
     shares = FusionModel.contributions(model, features, present, outputs, chosen)  # the generic rule
     fused = outputs["fused"].exp()
     with torch.no_grad():
-        text_only = model(features, {"image": torch.tensor([False, False]), "text": torch.tensor([True, True])})["fused"].exp()
-        image_only = model(features, {"image": torch.tensor([True, True]), "text": torch.tensor([False, False])})["fused"].exp()
+        text_only = model.log_probs(features, {"image": torch.tensor([False, False]), "text": torch.tensor([True, True])})["fused"].exp()
+        image_only = model.log_probs(features, {"image": torch.tensor([True, True]), "text": torch.tensor([False, False])})["fused"].exp()
     c = chosen.tolist()
     assert float(shares["image"][0]) == pytest.approx(float(fused[0, c[0]] - text_only[0, c[0]]), abs=1e-6)
     assert float(shares["text"][0]) == pytest.approx(float(fused[0, c[0]] - image_only[0, c[0]]), abs=1e-6)

@@ -22,21 +22,26 @@ def _batch(n: int = 40, seed: int = 0):
     return features, present
 
 
+def _options(method: str, **options):
+    small = {"hidden_dim": 8, "dropout": 0.0} | ({"heads": 2} if method == "attention" else {})
+    return fusion_options(method, small | options)
+
+
 def _model(method: str, **options):
-    model = build_fusion(method, DIMS, 3, **fusion_options(method, {"hidden_dim": 8, "dropout": 0.0, **options}))
+    model = build_fusion(method, DIMS, 3, **_options(method, **options))
     features, present = _batch()
     model.prepare(features, present)
     return model.eval()
 
 
-def test_the_three_methods_are_registered():
-    assert METHODS == ["concat", "gated", "late"]
+def test_the_four_methods_are_registered():
+    assert METHODS == ["attention", "concat", "gated", "late"]
 
 
 @pytest.mark.parametrize("method", METHODS)
 def test_fused_output_is_a_distribution_for_every_sample(method):
     features, present = _batch()
-    fused = _model(method)(features, present)[FUSED]
+    fused = _model(method).log_probs(features, present)[FUSED]
     assert torch.allclose(fused.exp().sum(1), torch.ones(len(fused)), atol=1e-5)
 
 
@@ -46,7 +51,7 @@ def test_an_absent_modality_does_not_influence_the_fused_answer(method):
     changed = {**features, "image": features["image"] + 100 * torch.randn_like(features["image"])}
     lacking = ~present["image"]
     with torch.no_grad():
-        before, after = model(features, present)[FUSED], model(changed, present)[FUSED]
+        before, after = model.log_probs(features, present)[FUSED], model.log_probs(changed, present)[FUSED]
     assert torch.allclose(before[lacking], after[lacking], atol=1e-6)
     assert not torch.allclose(before[~lacking], after[~lacking])
 
@@ -55,19 +60,19 @@ def test_an_absent_modality_does_not_influence_the_fused_answer(method):
 def test_a_modality_alone_is_the_fused_path_with_the_others_masked(method):
     model, (features, present) = _model(method), _batch()
     with torch.no_grad():
-        out = model(features, present)
+        out = model.log_probs(features, present)
         for m in DIMS:
-            masked = model(features, alone(present, m))[FUSED]
+            masked = model.log_probs(features, alone(present, m))[FUSED]
             assert torch.allclose(out[m][present[m]], masked[present[m]], atol=1e-5), m
 
 
 @pytest.mark.parametrize("method", METHODS)
 def test_the_checkpoint_rebuilds_each_method_with_its_options(method):
-    model, (features, present) = _model(method, hidden_dim=5), _batch()
+    model, (features, present) = _model(method, hidden_dim=6), _batch()
     ckpt = checkpoint(model, ["a", "b", "c"], epoch=3, encoders={}, modalities=[])
-    assert ckpt["fusion"] == {"method": method, "arguments": {"hidden_dim": 5, "dropout": 0.0}}
+    assert ckpt["fusion"] == {"method": method, "arguments": _options(method, hidden_dim=6), "alignment": None}
     with torch.no_grad():
-        assert torch.allclose(model_from_checkpoint(ckpt)(features, present)[FUSED], model(features, present)[FUSED])
+        assert torch.allclose(model_from_checkpoint(ckpt).log_probs(features, present)[FUSED], model.log_probs(features, present)[FUSED])
 
 
 @pytest.mark.parametrize(("options", "message"), [
@@ -82,22 +87,47 @@ def test_a_methods_options_are_checked_and_named(options, message):
 
 def test_options_not_given_take_the_methods_defaults():
     assert fusion_options("gated", None) == {"hidden_dim": 256, "dropout": 0.2}
+    assert fusion_options("attention", {"layers": 2}) == {"hidden_dim": 128, "heads": 4, "layers": 2, "dropout": 0.2}
+
+
+def test_attention_refuses_a_width_its_heads_do_not_divide():
+    with pytest.raises(ValueError, match="train.fusions.attention.*multiple of heads"):
+        fusion_options("attention", {"hidden_dim": 10, "heads": 4})
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_the_output_carries_each_modalitys_embedding_for_every_sample(method):
+    features, present = _batch()
+    out = _model(method)(features, present)
+    assert set(out.log_probs) == {FUSED, *DIMS} and set(out.embeddings) == set(DIMS)
+    assert all(len(e) == 40 and bool(e.isfinite().all()) for e in out.embeddings.values())
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_an_aligned_model_round_trips_its_projections_through_the_checkpoint(method):
+    model, (features, present) = _model(method), _batch()
+    model.align(16)
+    ckpt = checkpoint(model, ["a", "b", "c"], epoch=1, encoders={}, modalities=[])
+    assert ckpt["fusion"]["alignment"] == 16
+    restored = model_from_checkpoint(ckpt)
+    with torch.no_grad():
+        a, b = model.alignment(model(features, present).embeddings), restored.alignment(restored(features, present).embeddings)
+    assert all(torch.allclose(a[m], b[m]) and a[m].shape == (40, 16) for m in DIMS)
 
 
 def _fit(method: str, features, target, epochs: int = 300) -> float:
     torch.manual_seed(0)
-    model = build_fusion(method, {m: t.shape[1] for m, t in features.items()}, 2,
-                         **fusion_options(method, {"hidden_dim": 32, "dropout": 0.0}))
+    model = build_fusion(method, {m: t.shape[1] for m, t in features.items()}, 2, **_options(method, hidden_dim=32))
     present = {m: torch.ones(len(target), dtype=torch.bool) for m in features}
     model.prepare(features, present)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
     for _ in range(epochs):
         optimizer.zero_grad()
-        model.loss(model(features, present), target, present).backward()
+        model.loss(model.log_probs(features, present), target, present).backward()
         optimizer.step()
     with torch.no_grad():
-        model.fit_on_validation(model(features, present), target, present)
-        return float((model.eval()(features, present)[FUSED].argmax(1) == target).float().mean())
+        model.fit_on_validation(model.log_probs(features, present), target, present)
+        return float((model.eval().log_probs(features, present)[FUSED].argmax(1) == target).float().mean())
 
 
 def test_concatenation_learns_an_interaction_of_the_modalities_that_late_fusion_cannot():
@@ -107,6 +137,7 @@ def test_concatenation_learns_an_interaction_of_the_modalities_that_late_fusion_
     target = ((image[:, 0] > 0) ^ (text[:, 0] > 0)).long()
     features = {"image": image, "text": text}
     assert _fit("concat", features, target) > 0.9
+    assert _fit("attention", features, target) > 0.9
     assert _fit("late", features, target) < 0.7
 
 

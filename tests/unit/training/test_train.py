@@ -33,7 +33,7 @@ def _accuracy(log_probs, y):
 def test_fused_model_beats_each_modality_when_they_complement():
     (tr, ytr), (va, yva), (te, yte) = _data(300, 0), _data(150, 1), _data(150, 2)
     result = fit(tr, ytr, va, yva, 3, PARAMS, CPU)
-    scores = {k: _accuracy(v, yte) for k, v in predict(result.model, te, CPU).items()}
+    scores = {k: _accuracy(v, yte) for k, v in predict(result.model, te, CPU).log_probs.items()}
     assert scores["fused"] > max(scores["image"], scores["text"]) + 0.1
     assert scores["fused"] > 0.9
 
@@ -47,7 +47,7 @@ def test_the_kept_epoch_is_the_one_with_the_lowest_validation_loss_of_the_fused_
     losses = [row["val_loss"] for row in result.history]
     assert result.best_epoch < params.epochs, "precondition: the last epoch is not the best"
     assert result.best_epoch == losses.index(min(losses)) + 1
-    served_loss = float(F.nll_loss(predict(result.model, va, CPU)["fused"], yva))
+    served_loss = float(F.nll_loss(predict(result.model, va, CPU).log_probs["fused"], yva))
     assert served_loss == pytest.approx(min(losses), abs=1e-5)
 
 
@@ -71,6 +71,34 @@ def test_training_is_deterministic_for_a_seed():
     assert a.history == b.history
 
 
+def test_an_alignment_weight_trains_a_projection_whose_loss_falls_and_is_recorded():
+    (tr, ytr), (va, yva) = _data(300, 0), _data(150, 1)
+    params = dataclasses.replace(PARAMS, contrastive_weight=0.5, contrastive_dim=8)
+    result = fit(tr, ytr, va, yva, 3, params, CPU)
+    align = [row["train_align_loss"] for row in result.history]
+    assert result.model.alignment is not None and result.model.alignment.dim == 8
+    assert align[-1] < align[0]
+    assert all(row["train_align_loss"] == 0 for row in fit(tr, ytr, va, yva, 3, PARAMS, CPU).history)
+
+
+def test_label_smoothing_makes_the_served_answer_less_confident():
+    (tr, ytr), (va, yva) = _data(300, 0), _data(150, 1)
+    plain = fit(tr, ytr, va, yva, 3, PARAMS, CPU).model
+    smoothed = fit(tr, ytr, va, yva, 3, dataclasses.replace(PARAMS, label_smoothing=0.3), CPU).model
+    confidence = [float(predict(m, va, CPU).log_probs["fused"].exp().max(1).values.mean()) for m in (plain, smoothed)]
+    assert confidence[1] < confidence[0] - 0.05
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"optimizer": "sgd"}, "train.optimizer must be adam or adamw"),
+    ({"label_smoothing": 1.0}, "label_smoothing < 1"),
+    ({"contrastive_weight": -0.1}, "contrastive_weight >= 0"),
+])
+def test_training_options_out_of_range_are_refused_by_name(change, message):
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(PARAMS, **change)
+
+
 def test_checkpoint_stores_the_architecture_and_round_trips(tmp_path):
     from mmops.artifacts import load_torch, save_torch
 
@@ -79,9 +107,9 @@ def test_checkpoint_stores_the_architecture_and_round_trips(tmp_path):
     ckpt = checkpoint(result.model, ["a", "b", "c"], epoch=result.best_epoch, encoders={"image": {"dim": 5}}, modalities=[{"name": "image"}])
     path = save_torch(tmp_path / "model.pt", ckpt)
     loaded = load_torch(path)
-    assert loaded["fusion"] == {"method": "late", "arguments": {"hidden_dim": 16, "dropout": 0.0}}
+    assert loaded["fusion"] == {"method": "late", "arguments": {"hidden_dim": 16, "dropout": 0.0}, "alignment": None}
     restored = model_from_checkpoint(loaded)
-    before, after = predict(result.model, va, CPU), predict(restored, va, CPU)
+    before, after = predict(result.model, va, CPU).log_probs, predict(restored, va, CPU).log_probs
     assert torch.allclose(before["fused"], after["fused"])
 
 
@@ -101,4 +129,4 @@ def test_train_smoke_gpu():
     device = pick_device()
     (tr, ytr), (va, yva) = _data(120, 0), _data(60, 1)
     result = fit(tr, ytr, va, yva, 3, PARAMS, device)
-    assert predict(result.model, va, device)["fused"].shape == (60, 3)
+    assert predict(result.model, va, device).log_probs["fused"].shape == (60, 3)

@@ -1,25 +1,49 @@
 """The fusion-model interface every fusion method implements, and its factory.
 
 Training, evaluation, serving and explanations see only this: features per modality and a
-per-sample mask of the modalities present go in; log-probabilities per modality and `fused`
-come out. Each method brings its own loss, optional preparation on the train split, and an
-optional step fitted on validation data once training is done.
+per-sample mask of the modalities present go in; a `FusionOutput` comes out (log-probabilities
+per modality and `fused`, and the per-modality embeddings the method fuses). Each method brings
+its own loss, optional preparation on the train split, and an optional step fitted on
+validation data once training is done. Any method can carry an `Alignment` (a CLIP-style
+objective over its embeddings, `train.contrastive_weight`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from mmops.config import build_section
+from mmops.models.fusion.align import Alignment
 
 Features = dict[str, torch.Tensor]  # modality -> (N, dim)
 Mask = dict[str, torch.Tensor]  # modality -> (N,) bool: present for that sample
 FUSED = "fused"
+
+
+@dataclass
+class FusionOutput:
+    """A fusion model's answer for a batch: `log_probs` (N, C) for `fused` and for each modality
+    alone (the fused path with the others masked), and `embeddings` (N, D_m): each modality's
+    representation inside the method, which alignment projects into one space."""
+
+    log_probs: dict[str, torch.Tensor]
+    embeddings: dict[str, torch.Tensor]
+
+    def cpu(self) -> FusionOutput:
+        return FusionOutput({k: v.cpu() for k, v in self.log_probs.items()},
+                            {k: v.cpu() for k, v in self.embeddings.items()})
+
+    @staticmethod
+    def cat(parts: list[FusionOutput]) -> FusionOutput:
+        """The outputs of consecutive batches as one."""
+        return FusionOutput({k: torch.cat([p.log_probs[k] for p in parts]) for k in parts[0].log_probs},
+                            {k: torch.cat([p.embeddings[k] for p in parts]) for k in parts[0].embeddings})
 
 
 class FusionModel(nn.Module, ABC):
@@ -33,15 +57,36 @@ class FusionModel(nn.Module, ABC):
         self.modalities = tuple(dims)
         self.dims = dict(dims)
         self.num_classes = num_classes
+        self.alignment: Alignment | None = None
+
+    def align(self, dim: int) -> None:
+        """Give the model an alignment head projecting its embeddings to `dim` (its weights then
+        live in the state dict, and the checkpoint records `dim`)."""
+        with torch.no_grad():
+            was_training = self.training
+            probe = self.eval().embed({m: torch.zeros(2, d) for m, d in self.dims.items()})
+            self.train(was_training)
+        self.alignment = Alignment({m: e.shape[1] for m, e in probe.items()}, dim)
+
+    def forward(self, features: Features, present: Mask) -> FusionOutput:
+        """Log-probabilities for every sample (one entry per modality, and `fused`) and the
+        modalities' embeddings. A modality absent for a sample must not influence its `fused`."""
+        return FusionOutput(self.log_probs(features, present), self.embed(features))
 
     @abstractmethod
-    def forward(self, features: Features, present: Mask) -> dict[str, torch.Tensor]:
-        """Log-probabilities (N, C): one entry per modality, and `fused`, for every sample.
-        A modality absent for a sample must not influence that sample's `fused`."""
+    def log_probs(self, features: Features, present: Mask) -> dict[str, torch.Tensor]:
+        """Log-probabilities (N, C): one entry per modality (that modality alone), and `fused`."""
 
     @abstractmethod
-    def loss(self, outputs: dict[str, torch.Tensor], target: torch.Tensor, present: Mask) -> torch.Tensor:
-        """The training loss for a batch of `forward` outputs."""
+    def embed(self, features: Features) -> dict[str, torch.Tensor]:
+        """Each modality's representation (N, D_m) as this method fuses it (meaningless, but
+        finite, for a sample that lacks the modality)."""
+
+    @abstractmethod
+    def loss(self, log_probs: dict[str, torch.Tensor], target: torch.Tensor, present: Mask,
+             smoothing: float = 0.0) -> torch.Tensor:
+        """The label loss for a batch of `log_probs` outputs (cross-entropy, with label
+        smoothing `smoothing`)."""
 
     def prepare(self, features: Features, present: Mask) -> None:
         """Fit anything taken from the train split before training (e.g. standardisation)."""
@@ -66,7 +111,7 @@ class FusionModel(nn.Module, ABC):
             kept = torch.full_like(fused, 1.0 / self.num_classes)
             if bool(left.any()):
                 part = {k: t.cpu()[left].to(device) for k, t in features.items()}
-                log_probs = self(part, {k: p[left].to(device) for k, p in without.items()})[FUSED]
+                log_probs = self.log_probs(part, {k: p[left].to(device) for k, p in without.items()})[FUSED]
                 kept[left] = log_probs.float().exp().cpu()[torch.arange(int(left.sum())), chosen[left]]
             shares[m] = torch.where(present[m], fused - kept, torch.nan)
         return shares

@@ -23,6 +23,11 @@ class ConcatFusion(JointFusion):
         super().__init__(dims, num_classes, hidden_dim=hidden_dim, dropout=dropout)
         self.mlp = classifier_mlp(sum(dims.values()) + len(dims), num_classes, hidden_dim=hidden_dim, dropout=dropout)
 
+    def embed(self, features: Features) -> dict[str, torch.Tensor]:
+        """The standardised features: concatenation has no per-modality layer of its own, so
+        alignment trains only its projections here and leaves the classifier as it is."""
+        return {m: self.standardise[m](features[m]) for m in self.modalities}
+
     def classify(self, features: Features, present: Mask) -> torch.Tensor:
         _, joint = self.joint_input(features, present)
         return F.log_softmax(self.mlp(joint).float(), dim=-1)

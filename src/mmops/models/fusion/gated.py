@@ -35,9 +35,13 @@ class GatedFusion(JointFusion):
         mask, joint = self.joint_input(features, present)
         return torch.softmax(self.gate(joint).float().masked_fill(~mask, float("-inf")), dim=1)
 
+    def embed(self, features: Features) -> dict[str, torch.Tensor]:
+        """h_m: each modality's projection to the shared width."""
+        return {m: self.project[m](self.standardise[m](features[m])).float() for m in self.modalities}
+
     def classify(self, features: Features, present: Mask) -> torch.Tensor:
         z = self.gates(features, present)
-        h = torch.stack([self.project[m](self.standardise[m](features[m])).float() for m in self.modalities], dim=1)
+        h = torch.stack(list(self.embed(features).values()), dim=1)
         # an absent modality's projection is multiplied by a zero gate: zero it too, so no NaN passes
         h = h.masked_fill(z.unsqueeze(-1) == 0, 0.0)
         return F.log_softmax(self.classifier((z.unsqueeze(-1) * h).sum(1)).float(), dim=-1)

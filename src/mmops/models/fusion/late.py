@@ -10,7 +10,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from mmops.models.fusion.base import FUSED, Features, FusionModel, Mask, register_fusion
-from mmops.models.fusion.parts import HeadOptions, Standardise, classifier_mlp
+from mmops.models.fusion.parts import HeadOptions, Standardise, classifier_mlp, label_loss
 
 
 class ModalityHead(nn.Module):
@@ -23,6 +23,11 @@ class ModalityHead(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.mlp(self.standardise(features))
+
+    def embed(self, features: torch.Tensor) -> torch.Tensor:
+        """The representation the last layer classifies (the hidden layer, or the standardised
+        features for a linear head)."""
+        return self.mlp[:-1](self.standardise(features))
 
 
 def simplex_grid(parts: int, steps: int) -> torch.Tensor:
@@ -63,10 +68,13 @@ class LateFusion(FusionModel):
     def arguments(self) -> dict[str, Any]:
         return {"hidden_dim": self.hidden_dim, "dropout": self.dropout}
 
-    def forward(self, features: Features, present: Mask) -> dict[str, torch.Tensor]:
+    def log_probs(self, features: Features, present: Mask) -> dict[str, torch.Tensor]:
         out = {m: F.log_softmax(self.heads[m](features[m]).float(), dim=-1) for m in self.modalities}
         out[FUSED] = self.fuse(out, present)
         return out
+
+    def embed(self, features: Features) -> dict[str, torch.Tensor]:
+        return {m: self.heads[m].embed(features[m]) for m in self.modalities}
 
     def fuse(self, log_probs: dict[str, torch.Tensor], present: Mask, weights: torch.Tensor | None = None) -> torch.Tensor:
         """The weighted mixture of the present modalities' probabilities, as log-probabilities."""
@@ -90,9 +98,10 @@ class LateFusion(FusionModel):
         return {m: torch.where(mask[:, i], weights[:, i] * outputs[m].exp().cpu()[rows, chosen.cpu()], torch.nan)
                 for i, m in enumerate(self.modalities)}
 
-    def loss(self, outputs: dict[str, torch.Tensor], target: torch.Tensor, present: Mask) -> torch.Tensor:
+    def loss(self, log_probs: dict[str, torch.Tensor], target: torch.Tensor, present: Mask,
+             smoothing: float = 0.0) -> torch.Tensor:
         """Each head learns from its own loss, on the samples that have its modality."""
-        losses = [F.nll_loss(outputs[m][present[m]], target[present[m]])
+        losses = [label_loss(log_probs[m][present[m]], target[present[m]], smoothing)
                   for m in self.modalities if bool(present[m].any())]
         return torch.stack(losses).sum()
 

@@ -72,8 +72,11 @@ def stacked_mask(present: Mask, modalities: tuple[str, ...]) -> torch.Tensor:
     return mask
 
 
-def batch_size_of(features: Features) -> int:
-    return len(next(iter(features.values())))
+def label_loss(log_probs: torch.Tensor, target: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
+    """Cross-entropy of log-probabilities, with label smoothing `smoothing` (the target keeps
+    1 - smoothing, the rest spread evenly over every class)."""
+    nll = F.nll_loss(log_probs, target)
+    return nll if smoothing == 0 else (1 - smoothing) * nll - smoothing * log_probs.mean(dim=1).mean()
 
 
 class JointFusion(FusionModel):
@@ -103,14 +106,15 @@ class JointFusion(FusionModel):
     def classify(self, features: Features, present: Mask) -> torch.Tensor:
         """Log-probabilities (N, C) from the modalities `present` marks."""
 
-    def forward(self, features: Features, present: Mask) -> dict[str, torch.Tensor]:
+    def log_probs(self, features: Features, present: Mask) -> dict[str, torch.Tensor]:
         out = {m: self.classify(features, alone(present, m)) for m in self.modalities}
         out[FUSED] = self.classify(features, present)
         return out
 
-    def loss(self, outputs: dict[str, torch.Tensor], target: torch.Tensor, present: Mask) -> torch.Tensor:
+    def loss(self, log_probs: dict[str, torch.Tensor], target: torch.Tensor, present: Mask,
+             smoothing: float = 0.0) -> torch.Tensor:
         """Cross-entropy of the fused prediction: one model, one loss."""
-        return F.nll_loss(outputs[FUSED], target)
+        return label_loss(log_probs[FUSED], target, smoothing)
 
     def prepare(self, features: Features, present: Mask) -> None:
         for m, standardise in self.standardise.items():
