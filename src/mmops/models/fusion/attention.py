@@ -65,9 +65,9 @@ class AttentionFusion(JointFusion):
         """Each modality's token before attention (without its modality embedding)."""
         return {m: self.tokenize[m](self.standardise[m](features[m])) for m in self.modalities}
 
-    def classify(self, features: Features, present: Mask) -> torch.Tensor:
+    def classify(self, features: Features, embeddings: dict[str, torch.Tensor], present: Mask) -> torch.Tensor:
         mask = stacked_mask(present, self.modalities)  # (N, M)
-        tokens = torch.stack(list(self.embed(features).values()), dim=1) + self.modality_embedding
+        tokens = torch.stack([embeddings[m] for m in self.modalities], dim=1) + self.modality_embedding
         # an absent modality's token is zeroed (its features are placeholders), then masked out of attention
         tokens = tokens.masked_fill(~mask.unsqueeze(-1), 0.0)
         cls = self.cls.expand(len(tokens), -1, -1)

@@ -70,17 +70,24 @@ class FusionModel(nn.Module, ABC):
 
     def forward(self, features: Features, present: Mask) -> FusionOutput:
         """Log-probabilities for every sample (one entry per modality, and `fused`) and the
-        modalities' embeddings. A modality absent for a sample must not influence its `fused`."""
-        return FusionOutput(self.log_probs(features, present), self.embed(features))
+        modalities' embeddings, each computed once. A modality absent for a sample must not
+        influence its `fused`."""
+        embeddings = self.embed(features)
+        return FusionOutput(self.answer(features, embeddings, present), embeddings)
 
-    @abstractmethod
     def log_probs(self, features: Features, present: Mask) -> dict[str, torch.Tensor]:
-        """Log-probabilities (N, C): one entry per modality (that modality alone), and `fused`."""
+        """Just the log-probabilities of `forward`."""
+        return self(features, present).log_probs
 
     @abstractmethod
     def embed(self, features: Features) -> dict[str, torch.Tensor]:
         """Each modality's representation (N, D_m) as this method fuses it (meaningless, but
         finite, for a sample that lacks the modality)."""
+
+    @abstractmethod
+    def answer(self, features: Features, embeddings: dict[str, torch.Tensor], present: Mask) -> dict[str, torch.Tensor]:
+        """Log-probabilities (N, C) from `embed`'s output: one entry per modality (that
+        modality alone), and `fused`."""
 
     @abstractmethod
     def loss(self, log_probs: dict[str, torch.Tensor], target: torch.Tensor, present: Mask,

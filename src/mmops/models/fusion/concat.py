@@ -28,6 +28,6 @@ class ConcatFusion(JointFusion):
         alignment trains only its projections here and leaves the classifier as it is."""
         return {m: self.standardise[m](features[m]) for m in self.modalities}
 
-    def classify(self, features: Features, present: Mask) -> torch.Tensor:
+    def classify(self, features: Features, embeddings: dict[str, torch.Tensor], present: Mask) -> torch.Tensor:
         _, joint = self.joint_input(features, present)
         return F.log_softmax(self.mlp(joint).float(), dim=-1)

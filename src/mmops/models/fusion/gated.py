@@ -39,9 +39,9 @@ class GatedFusion(JointFusion):
         """h_m: each modality's projection to the shared width."""
         return {m: self.project[m](self.standardise[m](features[m])).float() for m in self.modalities}
 
-    def classify(self, features: Features, present: Mask) -> torch.Tensor:
+    def classify(self, features: Features, embeddings: dict[str, torch.Tensor], present: Mask) -> torch.Tensor:
         z = self.gates(features, present)
-        h = torch.stack(list(self.embed(features).values()), dim=1)
+        h = torch.stack([embeddings[m] for m in self.modalities], dim=1)
         # an absent modality's projection is multiplied by a zero gate: zero it too, so no NaN passes
         h = h.masked_fill(z.unsqueeze(-1) == 0, 0.0)
         return F.log_softmax(self.classifier((z.unsqueeze(-1) * h).sum(1)).float(), dim=-1)

@@ -21,9 +21,6 @@ class ModalityHead(nn.Module):
         self.standardise = Standardise(in_dim)
         self.mlp = classifier_mlp(in_dim, num_classes, hidden_dim=hidden_dim, dropout=dropout)
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.mlp(self.standardise(features))
-
     def embed(self, features: torch.Tensor) -> torch.Tensor:
         """The representation the last layer classifies (the hidden layer, or the standardised
         features for a linear head)."""
@@ -68,8 +65,8 @@ class LateFusion(FusionModel):
     def arguments(self) -> dict[str, Any]:
         return {"hidden_dim": self.hidden_dim, "dropout": self.dropout}
 
-    def log_probs(self, features: Features, present: Mask) -> dict[str, torch.Tensor]:
-        out = {m: F.log_softmax(self.heads[m](features[m]).float(), dim=-1) for m in self.modalities}
+    def answer(self, features: Features, embeddings: dict[str, torch.Tensor], present: Mask) -> dict[str, torch.Tensor]:
+        out = {m: F.log_softmax(self.heads[m].mlp[-1](embeddings[m]).float(), dim=-1) for m in self.modalities}
         out[FUSED] = self.fuse(out, present)
         return out
 

@@ -103,12 +103,12 @@ class JointFusion(FusionModel):
         return mask, torch.cat([*parts, mask.to(parts[0].dtype)], dim=1)
 
     @abstractmethod
-    def classify(self, features: Features, present: Mask) -> torch.Tensor:
+    def classify(self, features: Features, embeddings: dict[str, torch.Tensor], present: Mask) -> torch.Tensor:
         """Log-probabilities (N, C) from the modalities `present` marks."""
 
-    def log_probs(self, features: Features, present: Mask) -> dict[str, torch.Tensor]:
-        out = {m: self.classify(features, alone(present, m)) for m in self.modalities}
-        out[FUSED] = self.classify(features, present)
+    def answer(self, features: Features, embeddings: dict[str, torch.Tensor], present: Mask) -> dict[str, torch.Tensor]:
+        out = {m: self.classify(features, embeddings, alone(present, m)) for m in self.modalities}
+        out[FUSED] = self.classify(features, embeddings, present)
         return out
 
     def loss(self, log_probs: dict[str, torch.Tensor], target: torch.Tensor, present: Mask,
