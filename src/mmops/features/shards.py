@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Sequence
 
 import pandas as pd
@@ -52,11 +53,14 @@ def encode_shard(params: Params, rows: pd.DataFrame, device: torch.device | str 
     for modality in build_modalities(params.modalities):
         mask = torch.tensor([not modality.may_skip(v) for v in rows[modality.name]], dtype=torch.bool)
         out = torch.zeros(len(rows), modality.feature_dim)  # an absent value's features are never used
-        log.info("featurize: encoding %d %s values on %s (%s)", int(mask.sum()), modality.name, dev, dtype)
         if mask.any():
+            start = time.perf_counter()
             encode = modality.encoder(dev, dtype)
             out[mask] = encode(list(rows.loc[mask.numpy(), modality.name]), batch_size=params.featurize.batch_size,
                                load=lambda value, m=modality: m.load(value, params.data.root))
+            seconds = time.perf_counter() - start
+            log.info("featurize: %d %s values on %s (%s) in %.1f s (%.0f/s, model load included)",
+                     int(mask.sum()), modality.name, dev, dtype, seconds, int(mask.sum()) / max(seconds, 1e-9))
         features[modality.name], present[modality.name] = out, mask
         encoders[modality.name] = modality.identity(dtype, dev)
     return FeatureCache(list(rows[ID]), features, present, encoders)

@@ -11,6 +11,8 @@ from PIL import Image
 from torch import nn
 from torchvision.transforms import v2
 
+from mmops.progress import progress
+
 IMAGE_DIM = 1280
 Source = TypeVar("Source")
 
@@ -63,6 +65,7 @@ def encode_images(
     # a GPU match those a CPU makes for the same image.
     cudnn = torch.backends.cudnn
     out = []
+    bar = progress(len(sources), "featurize image", "img")
     for start in range(0, len(sources), batch_size):
         chunk = sources[start:start + batch_size]
         batch = torch.stack([preset(load(s) if load else s) for s in chunk])
@@ -71,4 +74,6 @@ def encode_images(
                             allow_tf32=dtype != torch.float32)
         with exact, torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
             out.append(encoder(batch).float().cpu())
+        bar.update(len(chunk))
+    bar.close()
     return torch.cat(out) if out else torch.empty(0, IMAGE_DIM)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import time
 from dataclasses import dataclass, field
 
 import torch
@@ -15,6 +16,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from mmops.config import TrainParams
 from mmops.models.fusion import FUSED, Features, FusionModel, Mask, all_present, build_fusion, fusion_options
 from mmops.models.predict import predict
+from mmops.progress import progress
 
 log = logging.getLogger(__name__)
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
@@ -113,6 +115,7 @@ def fit(
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(params.epochs, 1))
     history: list[dict[str, float]] = []
     best_state, best_epoch, best_loss = None, 0, float("inf")
+    bar, start = progress(params.epochs, f"train {params.fusion}", "epoch"), time.perf_counter()
     for epoch in range(1, params.epochs + 1):
         losses = train_one_epoch(model, optimizer, loader, device, params, dropping)
         scheduler.step()
@@ -126,10 +129,18 @@ def fit(
             row[f"val_loss{suffix}"] = float(F.nll_loss(val_lp[name][rows], y_val[rows]))
             row[f"val_acc{suffix}"] = float((val_lp[name][rows].argmax(1) == y_val[rows]).float().mean())
         history.append(row)
-        log.info("epoch %d/%d: train loss %.4f, val loss %.4f, val accuracy %.3f",
-                 epoch, params.epochs, losses["train_loss"], row["val_loss"], row["val_acc"])
+        log.debug("epoch %d/%d: train loss %.4f, val loss %.4f, val accuracy %.3f",
+                  epoch, params.epochs, losses["train_loss"], row["val_loss"], row["val_acc"])
         if row["val_loss"] < best_loss:
             best_state, best_epoch, best_loss = copy.deepcopy(served.state_dict()), epoch, row["val_loss"]
+        bar.set_postfix(loss=f"{losses['train_loss']:.3f}", val_loss=f"{row['val_loss']:.3f}",
+                        samples_s=f"{epoch * len(y_train) / (time.perf_counter() - start):.0f}", refresh=False)
+        bar.update(1)
+    bar.close()
+    seconds = time.perf_counter() - start
+    log.info("train %s: %d epochs in %.1f s (%.0f samples/s); kept epoch %d (val loss %.4f, val accuracy %.3f)",
+             params.fusion, params.epochs, seconds, params.epochs * len(y_train) / max(seconds, 1e-9), best_epoch,
+             best_loss, history[best_epoch - 1]["val_acc"] if best_epoch else float("nan"))
     if best_state is None:
         raise ValueError(f"training diverged: the validation loss was never finite (last: {history[-1]})")
     model.load_state_dict(best_state)

@@ -130,3 +130,32 @@ def test_train_smoke_gpu():
     (tr, ytr), (va, yva) = _data(120, 0), _data(60, 1)
     result = fit(tr, ytr, va, yva, 3, PARAMS, device)
     assert predict(result.model, va, device).log_probs["fused"].shape == (60, 3)
+
+
+def test_a_log_gets_one_line_for_a_whole_training_and_no_bar(caplog, capsys):
+    import logging
+
+    (tr, ytr), (va, yva) = _data(120, 0), _data(60, 1)
+    with caplog.at_level(logging.INFO, logger="mmops"):
+        fit(tr, ytr, va, yva, 3, PARAMS, CPU)
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert len(lines) == 1 and lines[0].startswith(f"train late: {PARAMS.epochs} epochs in ")
+    assert "samples/s" in lines[0] and "kept epoch" in lines[0]
+    assert capsys.readouterr().err == ""  # stderr is not a terminal here: no bar
+
+
+def test_a_terminal_gets_a_live_bar_with_its_rate():
+    import io
+
+    from mmops.progress import progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    screen = Terminal()
+    bar = progress(3, "train late", "epoch", file=screen)
+    bar.update(3)
+    bar.close()
+    assert "train late" in screen.getvalue() and "epoch" in screen.getvalue()
+    assert progress(3, "x", "epoch", file=io.StringIO()).disable  # not a terminal: no bar
