@@ -20,9 +20,9 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
-.PHONY: run test install data clean-artifacts
+.PHONY: run test install data plots-page clean-artifacts
 
-run: data
+run: data plots-page
 	dvc repro
 	mmops summary
 
@@ -44,5 +44,17 @@ data: install
 	mmops sample
 	mmops sample --vendor twitter
 
+# `dvc plots show` offline: vega, vega-lite and vega-embed (hash-pinned npm tarballs, kept in
+# .cache/npm) inlined into one page template, built once, and named in .dvc/config.local
+# (git-ignored; DVC reads the path relative to .dvc/). Not in .dvc/config: DVC refuses a configured
+# template that does not exist, so a fresh clone would fail until its first `make run`.
+PLOTS_TEMPLATE := artifacts/plots/template.html
+
+plots-page: install
+	test -f $(PLOTS_TEMPLATE) || mmops plots-page --out $(PLOTS_TEMPLATE)
+	dvc config --local plots.html_template ../$(PLOTS_TEMPLATE)
+
+# The template goes with the artifacts, so DVC is no longer pointed at it.
 clean-artifacts:
 	rm -rf artifacts dvc_plots
+	dvc config --local --unset plots.html_template 2>/dev/null || true

@@ -97,7 +97,7 @@ def _summary(args: argparse.Namespace) -> int:
             print(f"\nNot registered: {reg['reason']}")
     print("\nWhere to look:")
     print("  metrics:   dvc metrics show    (files under artifacts/)")
-    print("  plots:     dvc plots show      (writes dvc_plots/index.html)")
+    print("  plots:     dvc plots show      (writes dvc_plots/index.html; offline after make run, or with --html-template artifacts/plots/template.html)")
     print("  MLflow UI: .venv/bin/mlflow ui  (then open http://127.0.0.1:5000)")
     return 0
 
@@ -184,6 +184,14 @@ def _card(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plots_page(args: argparse.Namespace) -> int:
+    from mmops.plots_page import build_template
+
+    out = build_template(Path(args.out), Path(args.cache))
+    print(f"{out}: vega, vega-lite and vega-embed inlined; offline plots: dvc plots show --html-template {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmops", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -238,6 +246,12 @@ def build_parser() -> argparse.ArgumentParser:
                       "(default artifacts/cards/<model>-v<version>.html)")
     card.add_argument("--params", default="params.yaml")
     card.set_defaults(func=_card)
+
+    plots_page = sub.add_parser("plots-page", help="build the page template that lets `dvc plots show` render "
+                                "offline (vega, vega-lite, vega-embed inlined from hash-pinned npm tarballs)")
+    plots_page.add_argument("--out", default="artifacts/plots/template.html")
+    plots_page.add_argument("--cache", default=".cache/npm", help="where the verified npm tarballs are kept")
+    plots_page.set_defaults(func=_plots_page)
 
     summary = sub.add_parser("summary", help="print the scores, the registered version and where to look")
     summary.add_argument("--artifacts", default="artifacts")
