@@ -22,7 +22,7 @@ def _git_status(project) -> str:
     return subprocess.run(["git", "status", "--porcelain"], cwd=project, capture_output=True, text=True).stdout
 
 
-def test_exp_show_and_metrics_diff_compare_main_with_two_fusion_methods(project):
+def test_exp_show_and_metrics_diff_compare_main_with_the_other_fusion_methods(project):
     assert dvc(project, "repro", check=False).returncode == 0
     git(project, "add", "-A")
     git(project, "commit", "-qm", "the pipeline's results on main")
@@ -36,8 +36,10 @@ def test_exp_show_and_metrics_diff_compare_main_with_two_fusion_methods(project)
     assert dvc(project, "repro", check=False).returncode == 0
     assert _git_status(project) == ""
     assert "up to date" in dvc(project, "status").stdout
-    # the other fusion methods, one with modality dropout: each trains, scores and compares
-    for options in (["train.fusion=concat"], ["train.fusion=gated", "train.modality_dropout=0.3"]):
+    # the other fusion methods (late is main's), with modality dropout and alignment: each trains,
+    # scores and compares
+    for options in (["train.fusion=concat"], ["train.fusion=gated", "train.modality_dropout=0.3"],
+                    ["train.fusion=attention", "train.contrastive_weight=0.1"]):
         result = dvc(project, "exp", "run", "--temp", *[a for o in options for a in ("-S", o)], check=False)
         assert result.returncode == 0, result.stdout + result.stderr
 
@@ -46,7 +48,9 @@ def test_exp_show_and_metrics_diff_compare_main_with_two_fusion_methods(project)
     [main] = [row for row in shown if row.get("experiments")]
     experiments = {e["revs"][0]["data"]["params"]["params.yaml"]["data"]["train"]["fusion"]: e["revs"][0]
                    for e in main["experiments"]}
-    assert set(experiments) == {"concat", "gated"}
+    assert set(experiments) == {"concat", "gated", "attention"}
+    aligned = experiments["attention"]["data"]["metrics"][METRICS]["data"]["retrieval"]["image->text"]
+    assert 0 < aligned["recall@5"] <= 1  # an aligned model reports retrieval
     scores = {"main": _fused_accuracy(main), **{m: _fused_accuracy(rev) for m, rev in experiments.items()}}
     assert all(0.11 < s <= 1 for s in scores.values()), scores  # each loaded, each above chance (9 classes)
 

@@ -21,7 +21,7 @@ from mmops import stages
 from mmops.artifacts import save_torch
 from mmops.config import Layout
 from mmops.features.cache import EncoderMismatch, FeatureCache
-from mmops.models.fusion import build_fusion
+from mmops.models.fusion import build_fusion, fusion_options
 from mmops.serving import pyfunc
 from mmops.serving.pyfunc import MultimodalClassifier, encoder_device
 from mmops.models.checkpoint import checkpoint
@@ -38,10 +38,14 @@ def _tiny_image_params(params):
     return dataclasses.replace(params, modalities=tuple(small))
 
 
-def _ckpt(params, path, *, dtype=torch.float32, device="cpu", encoders=None, method="late"):
+def _ckpt(params, path, *, dtype=torch.float32, device="cpu", encoders=None, method="late", aligned=False):
     torch.manual_seed(0)
     mods = modalities_of(params)
-    model = build_fusion(method, {m.name: m.feature_dim for m in mods}, len(TINY_LABELS), hidden_dim=8, dropout=0.0)
+    small = {"hidden_dim": 8, "dropout": 0.0} | ({"heads": 2} if method == "attention" else {})
+    model = build_fusion(method, {m.name: m.feature_dim for m in mods}, len(TINY_LABELS),
+                         **fusion_options(method, small))
+    if aligned:
+        model.align(4)
     if method == "late":
         model.fusion_weights.copy_(torch.tensor([0.4, 0.6]))
     encoders = encoders or {m.name: m.identity(dtype, device) for m in mods}
@@ -110,12 +114,12 @@ def test_the_explanation_splits_the_fused_probability_between_the_modalities(ser
     assert alone["text"]["share"] == pytest.approx(out["confidence"][1], abs=1e-6)
 
 
-@pytest.mark.parametrize("method", ["concat", "gated"])
-def test_a_joint_fusion_model_is_served_with_each_modalitys_masked_answer_and_its_share(tmp_path, method):
+@pytest.mark.parametrize(("method", "aligned"), [("concat", False), ("gated", False), ("attention", True)])
+def test_a_joint_fusion_model_is_served_with_each_modalitys_masked_answer_and_its_share(tmp_path, method, aligned):
     from tests.conftest import make_params
 
     params = _tiny_image_params(make_params(tmp_path / "data", labels=TINY_LABELS))
-    served = _load(_ckpt(params, tmp_path / "model.pt", method=method))
+    served = _load(_ckpt(params, tmp_path / "model.pt", method=method, aligned=aligned))
     frame = pd.DataFrame({"image": [_png(), _png()], "text": ["red", ""]})
     out = served.predict(None, frame)
     features, masks = served.features(frame)
