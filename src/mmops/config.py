@@ -447,6 +447,14 @@ class Layout:
         return self.root / "evaluate" / "predictions.csv"
 
     @property
+    def calibration(self) -> Path:
+        return self.root / "evaluate" / "calibration.csv"
+
+    @property
+    def per_class(self) -> Path:
+        return self.root / "evaluate" / "per_class.csv"
+
+    @property
     def register_inputs(self) -> Path:
         return self.root / "register" / "inputs.json"
 

@@ -51,6 +51,24 @@ def test_features_are_matched_to_labels_by_sample_id_whatever_the_cache_order(cr
     assert metrics["test_samples"] == 15
 
 
+def test_evaluate_writes_calibration_and_per_class_tables_that_agree_with_its_scores(crafted):
+    params, layout, ids, labels = crafted
+    stages.train(params, layout, device="cpu")
+    metrics = stages.evaluate(params, layout)
+    fused = metrics["test"]["fused"]
+    assert fused["accuracy_low"] <= fused["accuracy"] <= fused["accuracy_high"]
+    calibration = pd.read_csv(layout.calibration)
+    assert calibration["count"].sum() == 15
+    weighted_gap = (calibration["count"] * (calibration["accuracy"] - calibration["confidence"]).abs()).sum() / 15
+    assert weighted_gap == pytest.approx(fused["ece"], abs=1e-3)  # the table rounds to 4 decimals
+    per_class = pd.read_csv(layout.per_class)
+    assert list(per_class["class"]) == TINY_LABELS and per_class["support"].sum() == 15
+    assert per_class["fused_f1"].mean() == pytest.approx(fused["macro_f1"], abs=1e-3)
+    assert per_class["image_recall"].mean() < 1  # each modality alone has its own columns
+    predictions = pd.read_csv(layout.predictions)
+    assert predictions["confidence_fused"].between(1 / 3, 1).all()
+
+
 def test_evaluate_scores_only_the_test_split_and_each_prediction_row_is_its_sample(crafted):
     params, layout, ids, labels = crafted
     stages.train(params, layout, device="cpu")

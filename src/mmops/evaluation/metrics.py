@@ -22,6 +22,15 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: 
     return scores
 
 
+def per_class(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> pd.DataFrame:
+    """Precision, recall, F1 and support of each class (a class never predicted: precision 0)."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=list(range(len(classes))), zero_division=0)
+    return pd.DataFrame({"class": classes, "precision": precision, "recall": recall, "f1": f1, "support": support})
+
+
 def confusion_rows(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> pd.DataFrame:
     """One row per sample (`actual`, `predicted`), the shape `dvc plots` draws as a confusion matrix."""
     return pd.DataFrame({"actual": [classes[i] for i in y_true], "predicted": [classes[i] for i in y_pred]})

@@ -22,6 +22,7 @@ from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 from mmops import artifacts
 from mmops.data.manifest import ID
 from mmops.evaluation.bootstrap import Resampler, interval, macro_f1
+from mmops.evaluation.calibration import calibration_error, reliability
 
 CARD = "model_card.html"
 RESAMPLES, SEED = 1000, 0
@@ -62,19 +63,30 @@ def _groups(predictions: pd.DataFrame, split: pd.DataFrame) -> np.ndarray | None
     return predictions[ID].astype(str).map(split.set_index(split[ID].astype(str))["group"]).fillna("").to_numpy()
 
 
-def _picture(figure: Any) -> str:
+def _png(figure: Any) -> bytes:
+    from matplotlib import pyplot as plt
+
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    return f'<img alt="" src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
+    plt.close(figure)
+    return buffer.getvalue()
 
 
-def _confusion_picture(matrix: np.ndarray, classes: list[str]) -> str:
+def _img(png: bytes) -> str:
+    return f'<img alt="" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+
+
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")  # no display: render to bytes only
     from matplotlib import pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(7, 6))
+    return plt
+
+
+def _confusion_picture(matrix: np.ndarray, classes: list[str]) -> bytes:
+    figure, axes = _pyplot().subplots(figsize=(7, 6))
     axes.imshow(matrix, cmap="Blues")
     axes.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
     axes.set_yticks(range(len(classes)), classes)
@@ -82,18 +94,35 @@ def _confusion_picture(matrix: np.ndarray, classes: list[str]) -> str:
     axes.set_ylabel("actual")
     for (i, j), count in np.ndenumerate(matrix):
         axes.text(j, i, str(count), ha="center", va="center", color="white" if count > matrix.max() / 2 else "black")
-    picture = _picture(figure)
-    plt.close(figure)
-    return picture
+    return _png(figure)
 
 
-def _curves_picture(history: pd.DataFrame) -> str:
-    import matplotlib
+def _reliability_picture(frame: pd.DataFrame, target: np.ndarray, index: dict[str, int],
+                         models: list[str]) -> bytes | None:
+    """Accuracy against confidence per confidence bin, for each model whose confidence was
+    logged (None when none was: a version registered by an older mmops)."""
+    logged = [m for m in models if f"confidence_{m}" in frame.columns]
+    if not logged:
+        return None
+    figure, axes = _pyplot().subplots(figsize=(5.5, 5))
+    axes.plot([0, 1], [0, 1], color="grey", linestyle=":", label="calibrated")
+    for model in logged:
+        has = frame[f"pred_{model}"].astype(str).ne("").to_numpy()
+        correct = frame.loc[has, f"pred_{model}"].map(index).to_numpy() == target[has]
+        confidence = pd.to_numeric(frame.loc[has, f"confidence_{model}"]).to_numpy()
+        table = reliability(confidence, correct)
+        axes.plot(table["confidence"], table["accuracy"], marker="o",
+                  label=f"{model} (ECE {calibration_error(table):.3f})")
+    axes.set_xlabel("confidence (probability of the answer)")
+    axes.set_ylabel("accuracy")
+    axes.set_xlim(0, 1)
+    axes.set_ylim(0, 1)
+    axes.legend(fontsize=8)
+    return _png(figure)
 
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
 
-    figure, (losses, accuracy) = plt.subplots(1, 2, figsize=(10, 3.5))
+def _curves_picture(history: pd.DataFrame) -> bytes:
+    figure, (losses, accuracy) = _pyplot().subplots(1, 2, figsize=(10, 3.5))
     for column in [c for c in history.columns if "loss" in c]:
         losses.plot(history["epoch"], history[column], label=column)
     for column in [c for c in history.columns if "acc" in c]:
@@ -102,22 +131,39 @@ def _curves_picture(history: pd.DataFrame) -> str:
         axes.set_xlabel("epoch")
         axes.set_title(title)
         axes.legend(fontsize=7)
-    picture = _picture(figure)
-    plt.close(figure)
-    return picture
+    return _png(figure)
 
 
 def _table(frame: pd.DataFrame) -> str:
     return frame.to_html(index=False, float_format=lambda v: f"{v:.3f}", border=0, classes="t")
 
 
-def render(inputs: CardInputs) -> str:
-    """The card as one HTML page."""
+def _target_and_models(inputs: CardInputs) -> tuple[dict[str, int], np.ndarray, list[str]]:
     index = {c: i for i, c in enumerate(inputs.classes)}
-    frame = inputs.predictions
-    target = frame["label"].map(index).to_numpy()
-    models = [c.removeprefix("pred_") for c in frame.columns if c.startswith("pred_")]
+    models = [c.removeprefix("pred_") for c in inputs.predictions.columns if c.startswith("pred_")]
     models.sort(key=lambda m: m != "fused")
+    return index, inputs.predictions["label"].map(index).to_numpy(), models
+
+
+def pictures(inputs: CardInputs) -> dict[str, bytes]:
+    """The card's pictures as PNG files by name: the fused model's confusion matrix, the
+    reliability diagram (when confidences were logged) and the training curves."""
+    index, target, models = _target_and_models(inputs)
+    fused = inputs.predictions["pred_fused"].map(index).to_numpy()
+    out = {"confusion.png": _confusion_picture(
+        confusion_matrix(target, fused, labels=list(range(len(inputs.classes)))), inputs.classes)}
+    reliability_png = _reliability_picture(inputs.predictions, target, index, models)
+    if reliability_png is not None:
+        out["reliability.png"] = reliability_png
+    out["training_curves.png"] = _curves_picture(inputs.history)
+    return out
+
+
+def render(inputs: CardInputs, drawn: dict[str, bytes] | None = None) -> str:
+    """The card as one HTML page, with `drawn` (`pictures(inputs)` unless given) inlined."""
+    drawn = pictures(inputs) if drawn is None else drawn
+    index, target, models = _target_and_models(inputs)
+    frame = inputs.predictions
     rows, groups = [], _groups(frame, inputs.split)
     for model in models:
         has = frame[f"pred_{model}"].fillna("").astype(str).ne("").to_numpy()
@@ -130,6 +176,11 @@ def render(inputs: CardInputs) -> str:
         target, fused, labels=list(range(len(inputs.classes))), zero_division=0)
     per_class = pd.DataFrame({"class": inputs.classes, "precision": precision, "recall": recall, "F1": f1,
                               "test support": support})
+    for model in models[1:]:  # each modality alone: its F1 per class beside the fused one
+        has = frame[f"pred_{model}"].astype(str).ne("").to_numpy()
+        per_class[f"F1, {model} only"] = precision_recall_fscore_support(
+            target[has], frame.loc[has, f"pred_{model}"].map(index).fillna(-1).to_numpy(int),
+            labels=list(range(len(inputs.classes))), zero_division=0)[2]
     counts = inputs.split["split"].value_counts()
     tags, params = inputs.tags, inputs.params
     decision = tags.get("mmops.gate.decision")
@@ -166,12 +217,16 @@ Generated {generated} by <code>mmops card {inputs.version}</code>.</p>
 {'the split&#39;s groups of samples: a group (same file, near-duplicate, family) is drawn whole' if groups is not None else 'the samples'}).
 <i>fused</i> is what is served; each modality alone is scored on the samples that have it.</p>
 {_table(pd.DataFrame(rows))}
-<h2>Per class (fused)</h2>
+<h2>Per class (fused, and each modality alone)</h2>
 {_table(per_class)}
 <h2>Confusion matrix (fused, test)</h2>
-{_confusion_picture(confusion_matrix(target, fused, labels=list(range(len(inputs.classes)))), inputs.classes)}
+{_img(drawn["confusion.png"])}
+<h2>Calibration (test)</h2>
+{_img(drawn["reliability.png"]) + "<p>Per bin of confidence, how often the answer was right: on the dotted line, a "
+ "confidence of 0.8 is right 80% of the time. ECE: the mean gap, weighted by answers.</p>"
+ if "reliability.png" in drawn else "<p>Not logged (registered by an older mmops).</p>"}
 <h2>Training curves</h2>
-{_curves_picture(inputs.history)}
+{_img(drawn["training_curves.png"])}
 <h2>Gate decision</h2>
 {gate}
 <h2>Intended use</h2>
@@ -230,13 +285,17 @@ def publish(client: Any, name: str, version: str, local_copy: Path | None = None
     """Build the card, log it to the version's run (replacing any earlier one), link it from the
     version's description, and write `local_copy` if given. Returns the card's artifact URI."""
     inputs = inputs_for(client, name, version)
-    page = render(inputs)
+    drawn = pictures(inputs)
+    page = render(inputs, drawn)
     if local_copy is not None:
         artifacts.write_text(local_copy, page)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / CARD
         path.write_text(page, encoding="utf-8")
         client.log_artifact(inputs.run_id, str(path))
+        for picture, png in drawn.items():  # the pictures as files too, for the MLflow UI
+            (Path(tmp) / picture).write_bytes(png)
+            client.log_artifact(inputs.run_id, str(Path(tmp) / picture), artifact_path="model_card")
     uri = f"runs:/{inputs.run_id}/{CARD}"
     client.update_model_version(name, version, description=(
         f"Model card: `{CARD}` in the artifacts of run {inputs.run_id} ({uri}); "

@@ -17,7 +17,7 @@ from mmops.features import shards
 from mmops.features.cache import FeatureCache, check_encoders
 from mmops.modalities import build_modalities
 
-HISTORY_DECIMALS = 4  # the training curves' precision in the committed history.csv
+DECIMALS = 4  # committed CSVs (curves, calibration): float kernels differ in the last bits between CPUs
 
 
 def featurize(params: Params, layout: Layout, device: str | None = None) -> dict[str, Any]:
@@ -87,7 +87,7 @@ def train(params: Params, layout: Layout, device: str | None = None) -> dict[str
         modalities=[dataclasses.asdict(m) for m in params.modalities],
     ))
     # committed for `dvc plots`: 4 decimals, as float kernels differ in the last bits between CPUs
-    artifacts.write_csv(layout.history, pd.DataFrame(result.history).round(HISTORY_DECIMALS))
+    artifacts.write_csv(layout.history, pd.DataFrame(result.history).round(DECIMALS))
     # what this model learned from, so later data can be checked against it (`mmops drift`, validate)
     save_profile(layout.reference, build_profile(frame[frame["split"] == "train"], cache, params.data.root,
                                                  modalities, params.drift.components, seen=frame))
@@ -97,9 +97,11 @@ def train(params: Params, layout: Layout, device: str | None = None) -> dict[str
 def evaluate(params: Params, layout: Layout) -> dict[str, Any]:
     """Score the fused model and each single modality on the test split."""
     from mmops.evaluation.bootstrap import Resampler
-    from mmops.evaluation.metrics import classification_metrics, confusion_rows, intervals
+    from mmops.evaluation.calibration import reliability
+    from mmops.evaluation.metrics import classification_metrics, confusion_rows, intervals, per_class
     from mmops.evaluation.retrieval import retrieval_scores
     from mmops.models.checkpoint import model_from_checkpoint
+    from mmops.models.fusion import FUSED
     from mmops.models.predict import predict
 
     cache, data, frame = features_by_split(params, layout)
@@ -128,11 +130,22 @@ def evaluate(params: Params, layout: Layout) -> dict[str, Any]:
     metrics: dict[str, Any] = {"test": scores, "test_samples": int(len(y))}
     if model.alignment is not None:
         metrics["retrieval"] = retrieval_scores(model.alignment(out.embeddings), test["present"])
-    fused = log_probs["fused"].argmax(1).numpy()
+    answer = {name: lp.argmax(1).numpy() for name, lp in log_probs.items()}
+    confidence = {name: lp.exp().max(1).values.numpy() for name, lp in log_probs.items()}
     artifacts.write_json(layout.metrics, metrics)
-    artifacts.write_csv(layout.confusion, confusion_rows(y, fused, classes))
+    artifacts.write_csv(layout.confusion, confusion_rows(y, answer[FUSED], classes))
+    # committed beside the metrics (dvc plots, the card): 4 decimals, like the training curves
+    artifacts.write_csv(layout.calibration,
+                        reliability(confidence[FUSED], answer[FUSED] == y).round(DECIMALS))
+    table = pd.DataFrame({"class": classes})
+    for n in scores:  # one row per class; each model's precision, recall and F1 side by side
+        scored = per_class(y[rows[n]], answer[n][rows[n]], classes).drop(columns=["class", "support"])
+        table = table.join(scored.add_prefix(f"{n}_"))
+    table["support"] = per_class(y, answer[FUSED], classes)["support"]
+    artifacts.write_csv(layout.per_class, table.round(DECIMALS))
     artifacts.write_csv(layout.predictions, pd.DataFrame({
         ID: test_rows[ID].to_numpy(), LABEL: test_rows[LABEL].to_numpy(),
-        **{f"pred_{name}": [classes[i] for i in lp.argmax(1).tolist()] for name, lp in log_probs.items()},
+        **{f"pred_{name}": [classes[i] for i in answer[name].tolist()] for name in log_probs},
+        **{f"confidence_{name}": confidence[name].round(DECIMALS) for name in log_probs},
     }))
     return metrics

@@ -53,6 +53,20 @@ def test_the_card_reads_offline_its_pictures_inlined():
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)
 
 
+def test_the_card_draws_a_reliability_diagram_from_the_logged_confidences():
+    from mmops.registry.card import pictures
+
+    inputs = _inputs()
+    assert "reliability.png" not in pictures(inputs)  # an older version logged no confidence
+    confident = inputs.predictions.assign(**{f"confidence_{m}": 0.9 for m in ("image", "text", "fused")})
+    with_confidence = CardInputs(**{**inputs.__dict__, "predictions": confident})
+    drawn = pictures(with_confidence)
+    assert drawn["reliability.png"].startswith(b"\x89PNG")
+    page = render(with_confidence, drawn)
+    assert page.count('src="data:image/png;base64,') == 3 and "Calibration (test)" in page
+    assert "F1, image only" in page and "F1, text only" in page
+
+
 def test_the_card_shows_the_gates_decision_once_made():
     assert "Not decided yet" in render(_inputs())
     decided = render(_inputs({"mmops.gate.decision": "refuse", "mmops.gate.reason": "fused macro-F1 0.61 < 0.75"}))
