@@ -15,7 +15,6 @@ with the reason) and summary.json (counts, throughput, accuracy and macro-F1 whe
 from __future__ import annotations
 
 import argparse
-import contextlib
 import time
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from prefect.cache_policies import NO_CACHE
 
 from mmops import artifacts
 from mmops.config import load_params
+from mmops.project import checkout_of, working_in
 from mmops.registry.uris import registered_model_uri
 from mmops.serving import batch
 
@@ -36,8 +36,6 @@ read = task(batch.read_batch, name="read-manifest", cache_policy=NO_CACHE)
 load = task(mlflow.pyfunc.load_model, name="load-model", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10)
 score = task(batch.score_chunk, name="score-chunk", cache_policy=NO_CACHE)
 
-PROJECT = Path(__file__).resolve().parents[1]  # the checkout this file is in: runs from any directory
-
 
 @flow(name="mmops-batch-inference", log_prints=True)
 def batch_inference(manifest: str, model_uri: str = "models:/mmops-classifier@champion", root: str | None = None,
@@ -45,7 +43,7 @@ def batch_inference(manifest: str, model_uri: str = "models:/mmops-classifier@ch
                     params_path: str = "params.yaml", project_dir: str | None = None) -> dict[str, Any]:
     """Score `manifest` with `model_uri` in chunks of `chunk_size` rows (run one after another,
     so memory holds one chunk's media at a time) and write the outputs to `out_dir`."""
-    with contextlib.chdir(Path(project_dir).resolve() if project_dir else PROJECT):
+    with working_in(project_dir, __file__):
         return _score(manifest, model_uri, root, out_dir, chunk_size, params_path)
 
 
@@ -84,7 +82,7 @@ if __name__ == "__main__":
     parser.add_argument("--root", default=None)
     parser.add_argument("--out", default="artifacts/batch")
     parser.add_argument("--chunk-size", type=int, default=256)
-    parser.add_argument("--params", default=str(PROJECT / "params.yaml"))
+    parser.add_argument("--params", default=str(checkout_of(__file__) / "params.yaml"))
     args = parser.parse_args()
     here = Path.cwd()  # the flow works in the project: pin the command line's paths to where they were typed
     batch_inference(str(here / args.manifest), model_uri=args.model, root=args.root and str(here / args.root),

@@ -14,8 +14,6 @@ data at the same path as here.
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +26,9 @@ from prefect_dask import DaskTaskRunner
 from mmops import artifacts
 from mmops.config import Layout, ScaleParams, load_params
 from mmops.features import shards
+from mmops.project import flow_parser, working_in
 from mmops.retraining import dvc
 from mmops.stages.model import check_feature_cache
-
-PROJECT = Path(__file__).resolve().parents[1]  # the checkout this file is in: runs from any directory
 
 # Features are a file (DVC's business), not a Prefect result: no result caching.
 encode = task(shards.encode_shard, name="encode-shard", cache_policy=NO_CACHE)
@@ -79,8 +76,7 @@ def featurize(project_dir: str | None = None, params_path: str = "params.yaml", 
     """Featurize the clean manifest in shards on the Dask cluster params.yaml's `scale:` names.
     Relative paths are relative to the project. With `dvc_commit`, and when this wrote the
     output dvc.yaml declares from the params it reads, `dvc commit featurize` records it."""
-    root = Path(project_dir).resolve() if project_dir else PROJECT
-    with contextlib.chdir(root):
+    with working_in(project_dir, __file__) as root:
         # Absolute paths throughout: Dask workers start in directories of their own.
         params_file = (root / params_path).resolve()
         params, layout = load_params(params_file), Layout((root / artifacts_dir).resolve())
@@ -108,10 +104,7 @@ def featurize(project_dir: str | None = None, params_path: str = "params.yaml", 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--project", default=None, help="the project checkout (default: the one holding this file)")
-    parser.add_argument("--params", default="params.yaml", help="relative to the project")
-    parser.add_argument("--artifacts", default="artifacts", help="relative to the project")
+    parser = flow_parser(__doc__, artifacts=True)
     parser.add_argument("--no-dvc-commit", action="store_true", help="leave dvc.lock alone")
     args = parser.parse_args()
     featurize(project_dir=args.project, params_path=args.params, artifacts_dir=args.artifacts,

@@ -5,8 +5,6 @@
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -16,17 +14,16 @@ from prefect.cache_policies import NO_CACHE
 
 from mmops import stages
 from mmops.config import load_params
+from mmops.project import flow_parser, working_in
 
 # No retries: scoring and deciding twice would record two decisions.
 promote = task(stages.promote, name="promote", cache_policy=NO_CACHE)
-
-PROJECT = Path(__file__).resolve().parents[1]  # the checkout this file is in: runs from any directory
 
 
 @flow(name="mmops-promotion", log_prints=True)
 def promotion(project_dir: str | None = None, params_path: str = "params.yaml") -> dict[str, Any]:
     """Decide on the current challenger: promote it to champion or refuse, with the reasons."""
-    with contextlib.chdir(Path(project_dir).resolve() if project_dir else PROJECT):
+    with working_in(project_dir, __file__):
         result = promote(load_params(Path(params_path)))
     for line in result["checks"]:
         print(line)
@@ -40,8 +37,5 @@ def promotion(project_dir: str | None = None, params_path: str = "params.yaml") 
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--project", default=None, help="the project checkout (default: the one holding this file)")
-    parser.add_argument("--params", default="params.yaml", help="relative to the project")
-    args = parser.parse_args()
+    args = flow_parser(__doc__).parse_args()
     promotion(project_dir=args.project, params_path=args.params)

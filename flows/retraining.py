@@ -12,9 +12,6 @@ the version and the gate's decision.
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-from pathlib import Path
 from typing import Any
 
 from prefect import flow, task
@@ -27,8 +24,7 @@ from mmops import retraining as steps
 from mmops import stages
 from mmops.cli import FLOW_RUN_ENV
 from mmops.config import Layout, load_params
-
-PROJECT = Path(__file__).resolve().parents[1]  # the checkout this file is in: runs from any directory
+from mmops.project import flow_parser, working_in
 
 # Retries only where a failure can be transient (the DVC remote, the tracking server); the
 # register stage is idempotent within a flow run (a retry finishes the first attempt's version).
@@ -44,8 +40,7 @@ gate = task(stages.promote, name="promote", cache_policy=NO_CACHE)
 @flow(name="mmops-retraining", log_prints=True)
 def retraining(project_dir: str | None = None, run_gate: bool = True) -> dict[str, Any]:
     """Pull, reproduce the pipeline through DVC, run the gate on a new challenger, push."""
-    root = Path(project_dir).resolve() if project_dir else PROJECT
-    with contextlib.chdir(root):  # params.yaml's paths and MLflow's default store are relative to the project
+    with working_in(project_dir, __file__) as root:
         params, layout = load_params(root / "params.yaml"), Layout(root / "artifacts")
         remote = steps.default_remote(root)
         if remote:
@@ -64,8 +59,7 @@ def retraining(project_dir: str | None = None, run_gate: bool = True) -> dict[st
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--project", default=None, help="the project checkout (default: the one holding this file)")
+    parser = flow_parser(__doc__, params=False)
     parser.add_argument("--no-gate", action="store_true", help="reproduce and register, but leave promotion to a person")
     args = parser.parse_args()
     retraining(project_dir=args.project, run_gate=not args.no_gate)

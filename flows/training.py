@@ -10,8 +10,6 @@ changed: a one-off run, e.g. with other params, that leaves dvc.lock alone.
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ from prefect.tasks import exponential_backoff
 
 from mmops import stages
 from mmops.config import Layout, load_params
+from mmops.project import flow_parser, working_in
 
 # Stage outputs are files (DVC's business), not Prefect results: no result caching.
 validate = task(stages.validate, name="validate", cache_policy=NO_CACHE)
@@ -36,7 +35,6 @@ evaluate = task(stages.evaluate, name="evaluate", cache_policy=NO_CACHE)
 register = task(stages.register, name="register", cache_policy=NO_CACHE, retries=2,
                 retry_delay_seconds=exponential_backoff(backoff_factor=10))
 
-PROJECT = Path(__file__).resolve().parents[1]  # the checkout this file is in: runs from any directory
 # The stages' progress (epochs, encoding) is logged at INFO; prefect.toml attaches the logger to the run's log.
 logging.getLogger("mmops").setLevel(logging.INFO)
 
@@ -46,7 +44,7 @@ def training_pipeline(project_dir: str | None = None, params_path: str = "params
                       artifacts_dir: str = "artifacts") -> dict[str, Any]:
     """Validate, clean, split, featurize, train, evaluate and register, in order. Relative paths
     (params, artifacts, and those params.yaml names) are relative to the project."""
-    with contextlib.chdir(Path(project_dir).resolve() if project_dir else PROJECT):
+    with working_in(project_dir, __file__):
         params = load_params(Path(params_path))
         layout = Layout(Path(artifacts_dir))
         validate(params, layout)
@@ -62,11 +60,7 @@ def training_pipeline(project_dir: str | None = None, params_path: str = "params
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--project", default=None, help="the project checkout (default: the one holding this file)")
-    parser.add_argument("--params", default="params.yaml", help="relative to the project")
-    parser.add_argument("--artifacts", default="artifacts", help="relative to the project")
-    args = parser.parse_args()
+    args = flow_parser(__doc__, artifacts=True).parse_args()
     training_pipeline(project_dir=args.project, params_path=args.params, artifacts_dir=args.artifacts)
 
 
