@@ -202,7 +202,7 @@ def _compact(array: Any) -> list:
     return np.vectorize(lambda x: float(f"{x:.5g}"), otypes=[float])(np.asarray(array, dtype=np.float64)).tolist()
 
 
-def _present(features: FeatureCache, sample_ids: Sequence[str], where: str) -> dict[str, np.ndarray]:
+def _features_present(features: FeatureCache, sample_ids: Sequence[str], where: str) -> dict[str, np.ndarray]:
     """Each modality's features of the rows that have it, in `sample_ids` order."""
     values, present = features.align(list(sample_ids), where)
     return {m: values[m][present[m]].numpy().astype(np.float64) for m in values}
@@ -227,7 +227,7 @@ def build_profile(frame: pd.DataFrame, features: FeatureCache | None, root: Path
     }
     if features is None:
         return profile
-    for name, values in _present(features, frame[ID], "the feature cache").items():
+    for name, values in _features_present(features, frame[ID], "the feature cache").items():
         if len(values) < 2:
             continue  # nothing to fit a basis on
         pca = PCA(n_components=min(components, len(values) - 1, values.shape[1]), svd_solver="full")
@@ -358,7 +358,7 @@ def compare(profile: dict[str, Any], frame: pd.DataFrame, features: FeatureCache
         check_encoders({m: features.encoders[m] for m in expected if m in features.encoders}, expected,
                        made_by="the new data's features", expected_by="the reference profile", ignore=("dtype", "device"),
                        remedy="the reference was made with other encoders: retrain, or check with the same ones")
-        new = _present(features, frame[ID], "the new data's features")
+        new = _features_present(features, frame[ID], "the new data's features")
         checks += [feature_check(m, ref, new[m], params) for m, ref in profile["features"].items()]
     return DriftReport(int(profile["rows"]), len(frame), tuple(checks), rejected, seen, changed)
 
