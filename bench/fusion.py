@@ -29,8 +29,8 @@ from torch.nn import functional as F
 
 from mmops.config import Layout, load_params
 from mmops.evaluation.bootstrap import Resampler
-from mmops.evaluation.metrics import classification_metrics, intervals
-from mmops.evaluation.retrieval import recall_at_k
+from mmops.evaluation.metrics import score_models
+from mmops.evaluation.retrieval import retrieval_scores
 from mmops.models.fusion import FUSED, FUSIONS
 from mmops.models.predict import predict
 from mmops.stages.model import features_by_split
@@ -39,23 +39,10 @@ from mmops.training.train import fit
 CPU = torch.device("cpu")
 
 
-def scored(log_probs: dict[str, np.ndarray], y: np.ndarray, present: dict[str, np.ndarray], classes: int,
-           resampler: Resampler) -> dict[str, dict[str, float]]:
-    """Accuracy and macro-F1 with intervals, and ECE, for fused and each modality alone (on the
-    rows that have it)."""
-    out = {}
-    for name, lp in log_probs.items():
-        rows = present.get(name, np.ones(len(y), bool))
-        predicted = lp.argmax(1)
-        out[name] = classification_metrics(y[rows], predicted[rows], classes, np.exp(lp[rows])) | intervals(
-            resampler, y, predicted, classes, rows)
-    return out
-
-
 def logistic_baselines(data: dict, classes: int, seed: int) -> dict[str, dict]:
-    """Logistic regression on standardised image, text and concatenated features (rows with
-    every modality), its regularisation C chosen on validation log-loss, and the late average of
-    the image and text models."""
+    """Logistic regression on standardised image, text and concatenated features, its
+    regularisation C chosen on validation log-loss, and the late average of the image and text
+    models (on the sample every row has both; a modality's absent rows hold zero features)."""
     def fitted(split_features: list[str]):
         x = {s: np.concatenate([data[s]["features"][m].numpy() for m in split_features], 1) for s in data}
         scaler = StandardScaler().fit(x["train"])
@@ -128,12 +115,14 @@ def main() -> None:
                 if result.model.alignment is not None:
                     with torch.no_grad():
                         aligned = result.model.alignment(out.embeddings)
-                    retrieval = f"{recall_at_k(aligned['image'], aligned['text'])['recall@1']:.3f}"
+                    found = retrieval_scores(aligned, te["present"])["image->text"]
+                    retrieval = f"{found['recall@1']:.3f}"
                 rows.append({
                     "config": f"{method}" + (f" +drop {dropout:g}" if dropout else "") + (f" +align {weight:g}" if weight else ""),
                     "val_acc": float((val_lp.argmax(1) == va["target"]).float().mean()),
                     "val_loss": float(np.mean(val_losses)), "val_sd": float(np.std(val_losses)),
-                    "scores": scored({k: v.numpy() for k, v in out.log_probs.items()}, y, present, classes, resampler),
+                    "scores": score_models({k: v.numpy() for k, v in out.log_probs.items()}, y, present, classes,
+                                           resampler),
                     "retrieval": retrieval, "seconds": seconds,
                 })
                 print(f"  trained {rows[-1]['config']} in {seconds:.1f} s", flush=True)
@@ -144,7 +133,8 @@ def main() -> None:
             "config": name,
             "val_acc": float((val.argmax(1) == va["target"].numpy()).mean()),
             "val_loss": float(F.nll_loss(torch.as_tensor(val), va["target"])), "val_sd": 0.0,
-            "scores": scored({k: v["test"] for k, v in parts.items() if v is not None}, y, present, classes, resampler),
+            "scores": score_models({k: v["test"] for k, v in parts.items() if v is not None}, y, present, classes,
+                                   resampler),
             "retrieval": "", "seconds": float("nan"),
         })
     print(f"  logistic baselines in {time.perf_counter() - start:.1f} s")

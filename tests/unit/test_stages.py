@@ -69,6 +69,23 @@ def test_evaluate_writes_calibration_and_per_class_tables_that_agree_with_its_sc
     assert predictions["confidence_fused"].between(1 / 3, 1).all()
 
 
+def test_a_test_row_without_a_modality_has_no_answer_from_it_in_the_predictions(crafted):
+    params, layout, ids, labels = crafted
+    cache = FeatureCache.load(layout.features)
+    lacking = {s for s, sp in zip(ids, SPLITS) if sp == "test"}
+    lacking = set(sorted(lacking)[:4])
+    cache.present["text"] = torch.tensor([s not in lacking for s in cache.sample_ids])
+    cache.save(layout.features)
+    stages.train(params, layout, device="cpu")
+    metrics = stages.evaluate(params, layout)
+    predictions = pd.read_csv(layout.predictions, dtype={"sample_id": str}, keep_default_na=False)
+    without = predictions["sample_id"].isin(lacking)
+    assert (predictions.loc[without, "pred_text"] == "").all() and (predictions.loc[without, "confidence_text"] == "").all()
+    assert (predictions.loc[~without, "pred_text"] != "").all() and (predictions["pred_fused"] != "").all()
+    text_right = (predictions.loc[~without, "pred_text"] == predictions.loc[~without, "label"]).mean()
+    assert metrics["test"]["text"]["accuracy"] == pytest.approx(text_right)
+
+
 def test_evaluate_scores_only_the_test_split_and_each_prediction_row_is_its_sample(crafted):
     params, layout, ids, labels = crafted
     stages.train(params, layout, device="cpu")

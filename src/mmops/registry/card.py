@@ -17,15 +17,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
-from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+from sklearn.metrics import confusion_matrix
 
 from mmops import artifacts
 from mmops.data.manifest import ID
 from mmops.evaluation.bootstrap import Resampler, interval, macro_f1
 from mmops.evaluation.calibration import calibration_error, reliability
+from mmops.evaluation.metrics import per_class
 
 CARD = "model_card.html"
-RESAMPLES, SEED = 1000, 0
+RESAMPLES, SEED = 1000, 0  # when the run did not log the gate's own (promote.bootstrap_resamples, .seed)
 LOGGED = {"predictions": "pipeline/evaluate/predictions.csv", "split": "pipeline/split/manifest.csv"}
 
 
@@ -46,10 +47,11 @@ class CardInputs:
 
 
 def bootstrap_scores(target: np.ndarray, predicted: np.ndarray, num_classes: int,
-                     groups: np.ndarray | None = None) -> dict[str, tuple[float, float, float]]:
+                     groups: np.ndarray | None = None, resamples: int = RESAMPLES,
+                     seed: int = SEED) -> dict[str, tuple[float, float, float]]:
     """Accuracy and macro-F1 with a 95% percentile interval from a bootstrap of the test split's
     `groups` (None: of its samples)."""
-    resampler = Resampler.of(groups, len(target), resamples=RESAMPLES, seed=SEED)
+    resampler = Resampler.of(groups, len(target), resamples=resamples, seed=seed)
     observed = {"accuracy": float((predicted == target).mean()), "macro_f1": macro_f1(target, predicted, num_classes)}
     return {k: (observed[k], *interval(v)) for k, v in
             (("accuracy", resampler.accuracy(target, predicted)),
@@ -107,7 +109,7 @@ def _reliability_picture(frame: pd.DataFrame, target: np.ndarray, index: dict[st
     figure, axes = _pyplot().subplots(figsize=(5.5, 5))
     axes.plot([0, 1], [0, 1], color="grey", linestyle=":", label="calibrated")
     for model in logged:
-        has = frame[f"pred_{model}"].astype(str).ne("").to_numpy()
+        has = _has(frame, model)
         correct = frame.loc[has, f"pred_{model}"].map(index).to_numpy() == target[has]
         confidence = pd.to_numeric(frame.loc[has, f"confidence_{model}"]).to_numpy()
         table = reliability(confidence, correct)
@@ -138,6 +140,11 @@ def _table(frame: pd.DataFrame) -> str:
     return frame.to_html(index=False, float_format=lambda v: f"{v:.3f}", border=0, classes="t")
 
 
+def _has(frame: pd.DataFrame, model: str) -> np.ndarray:
+    """The test rows `model` answered (a modality a row lacks has an empty answer)."""
+    return frame[f"pred_{model}"].fillna("").astype(str).ne("").to_numpy()
+
+
 def _target_and_models(inputs: CardInputs) -> tuple[dict[str, int], np.ndarray, list[str]]:
     index = {c: i for i, c in enumerate(inputs.classes)}
     models = [c.removeprefix("pred_") for c in inputs.predictions.columns if c.startswith("pred_")]
@@ -165,22 +172,20 @@ def render(inputs: CardInputs, drawn: dict[str, bytes] | None = None) -> str:
     index, target, models = _target_and_models(inputs)
     frame = inputs.predictions
     rows, groups = [], _groups(frame, inputs.split)
+    resamples = int(inputs.params.get("promote.bootstrap_resamples", RESAMPLES))
+    seed = int(inputs.params.get("promote.seed", SEED))
     for model in models:
-        has = frame[f"pred_{model}"].fillna("").astype(str).ne("").to_numpy()
+        has = _has(frame, model)
         scores = bootstrap_scores(target[has], frame.loc[has, f"pred_{model}"].map(index).fillna(-1).to_numpy(int),
-                                  len(inputs.classes), None if groups is None else groups[has])
+                                  len(inputs.classes), None if groups is None else groups[has], resamples, seed)
         rows.append({"model": model, "test samples": int(has.sum()),
                      **{k: f"{v:.3f} [{lo:.3f}, {hi:.3f}]" for k, (v, lo, hi) in scores.items()}})
     fused = frame["pred_fused"].map(index).to_numpy()
-    precision, recall, f1, support = precision_recall_fscore_support(
-        target, fused, labels=list(range(len(inputs.classes))), zero_division=0)
-    per_class = pd.DataFrame({"class": inputs.classes, "precision": precision, "recall": recall, "F1": f1,
-                              "test support": support})
+    by_class = per_class(target, fused, inputs.classes).rename(columns={"f1": "F1", "support": "test support"})
     for model in models[1:]:  # each modality alone: its F1 per class beside the fused one
-        has = frame[f"pred_{model}"].astype(str).ne("").to_numpy()
-        per_class[f"F1, {model} only"] = precision_recall_fscore_support(
-            target[has], frame.loc[has, f"pred_{model}"].map(index).fillna(-1).to_numpy(int),
-            labels=list(range(len(inputs.classes))), zero_division=0)[2]
+        has = _has(frame, model)
+        by_class[f"F1, {model} only"] = per_class(
+            target[has], frame.loc[has, f"pred_{model}"].map(index).fillna(-1).to_numpy(int), inputs.classes)["f1"]
     counts = inputs.split["split"].value_counts()
     tags, params = inputs.tags, inputs.params
     decision = tags.get("mmops.gate.decision")
@@ -213,12 +218,12 @@ Generated {generated} by <code>mmops card {inputs.version}</code>.</p>
 <h2>Drift</h2>
 {drift_html}
 <h2>Test scores</h2>
-<p>On the {len(frame)} test samples, with 95% bootstrap intervals ({RESAMPLES} resamples of
+<p>On the {len(frame)} test samples, with 95% bootstrap intervals ({resamples} resamples of
 {'the split&#39;s groups of samples: a group (same file, near-duplicate, family) is drawn whole' if groups is not None else 'the samples'}).
 <i>fused</i> is what is served; each modality alone is scored on the samples that have it.</p>
 {_table(pd.DataFrame(rows))}
 <h2>Per class (fused, and each modality alone)</h2>
-{_table(per_class)}
+{_table(by_class)}
 <h2>Confusion matrix (fused, test)</h2>
 {_img(drawn["confusion.png"])}
 <h2>Calibration (test)</h2>

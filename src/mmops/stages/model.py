@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -95,13 +96,12 @@ def train(params: Params, layout: Layout, device: str | None = None) -> dict[str
 
 
 def evaluate(params: Params, layout: Layout) -> dict[str, Any]:
-    """Score the fused model and each single modality on the test split."""
+    """Score the fused model and each single modality on the test split, with intervals over the
+    split's groups, calibration and per-class tables, and each answer with its confidence."""
     from mmops.evaluation.bootstrap import Resampler
-    from mmops.evaluation.calibration import reliability
-    from mmops.evaluation.metrics import classification_metrics, confusion_rows, intervals, per_class
+    from mmops.evaluation.metrics import score_models
     from mmops.evaluation.retrieval import retrieval_scores
     from mmops.models.checkpoint import model_from_checkpoint
-    from mmops.models.fusion import FUSED
     from mmops.models.predict import predict
 
     cache, data, frame = features_by_split(params, layout)
@@ -115,37 +115,45 @@ def evaluate(params: Params, layout: Layout) -> dict[str, Any]:
     test = data["test"]
     y = test["target"].numpy()
     out = predict(model, test["features"], torch.device("cpu"), test["present"])
-    log_probs = out.log_probs
+    log_probs = {name: lp.numpy() for name, lp in out.log_probs.items()}
     # each modality alone is scored on the samples that have it; fused on all of them
-    rows = {name: test["present"].get(name, torch.ones(len(y), dtype=torch.bool)).numpy() for name in log_probs}
+    present = {name: p.numpy() for name, p in test["present"].items()}
     test_rows = frame[frame["split"] == "test"]
     # intervals resample the split's groups, as the gate does (its resamples and seed)
     groups = test_rows["group"].to_numpy() if "group" in test_rows else None  # None: each row its own
-    resampler = Resampler.of(groups, len(y), resamples=params.promote.bootstrap_resamples,
-                             seed=params.promote.seed)
-    scores = {name: classification_metrics(y[rows[name]], lp.argmax(1).numpy()[rows[name]], len(classes),
-                                           lp.exp().numpy()[rows[name]])
-                    | intervals(resampler, y, lp.argmax(1).numpy(), len(classes), rows[name])
-              for name, lp in log_probs.items() if rows[name].any()}  # a modality no test row has: no score
-    metrics: dict[str, Any] = {"test": scores, "test_samples": int(len(y))}
+    resampler = Resampler.of(groups, len(y), resamples=params.promote.bootstrap_resamples, seed=params.promote.seed)
+    metrics: dict[str, Any] = {"test": score_models(log_probs, y, present, len(classes), resampler),
+                               "test_samples": int(len(y))}
     if model.alignment is not None:
-        metrics["retrieval"] = retrieval_scores(model.alignment(out.embeddings), test["present"])
-    answer = {name: lp.argmax(1).numpy() for name, lp in log_probs.items()}
-    confidence = {name: lp.exp().max(1).values.numpy() for name, lp in log_probs.items()}
+        with torch.no_grad():
+            metrics["retrieval"] = retrieval_scores(model.alignment(out.embeddings), test["present"])
     artifacts.write_json(layout.metrics, metrics)
+    _write_tables(layout, test_rows, y, log_probs, present, classes)
+    return metrics
+
+
+def _write_tables(layout: Layout, test_rows: pd.DataFrame, y: Any, log_probs: dict[str, Any],
+                  present: dict[str, Any], classes: list[str]) -> None:
+    """evaluate's tables: the confusion rows, calibration and per-class tables (committed, for
+    `dvc plots`, so rounded like the training curves) and each test row's answers, where a
+    modality a row lacks has no answer."""
+    from mmops.evaluation.calibration import reliability
+    from mmops.evaluation.metrics import confusion_rows, per_class
+    from mmops.models.fusion import FUSED
+
+    answer = {name: lp.argmax(1) for name, lp in log_probs.items()}
+    confidence = {name: np.exp(lp).max(1) for name, lp in log_probs.items()}
+    has = {name: present.get(name, np.ones(len(y), bool)) for name in log_probs}
     artifacts.write_csv(layout.confusion, confusion_rows(y, answer[FUSED], classes))
-    # committed beside the metrics (dvc plots, the card): 4 decimals, like the training curves
-    artifacts.write_csv(layout.calibration,
-                        reliability(confidence[FUSED], answer[FUSED] == y).round(DECIMALS))
+    artifacts.write_csv(layout.calibration, reliability(confidence[FUSED], answer[FUSED] == y).round(DECIMALS))
     table = pd.DataFrame({"class": classes})
-    for n in scores:  # one row per class; each model's precision, recall and F1 side by side
-        scored = per_class(y[rows[n]], answer[n][rows[n]], classes).drop(columns=["class", "support"])
-        table = table.join(scored.add_prefix(f"{n}_"))
+    for name in [n for n in log_probs if has[n].any()]:  # each model's precision, recall and F1 side by side
+        scored = per_class(y[has[name]], answer[name][has[name]], classes).drop(columns=["class", "support"])
+        table = table.join(scored.add_prefix(f"{name}_"))
     table["support"] = per_class(y, answer[FUSED], classes)["support"]
     artifacts.write_csv(layout.per_class, table.round(DECIMALS))
     artifacts.write_csv(layout.predictions, pd.DataFrame({
         ID: test_rows[ID].to_numpy(), LABEL: test_rows[LABEL].to_numpy(),
-        **{f"pred_{name}": [classes[i] for i in answer[name].tolist()] for name in log_probs},
-        **{f"confidence_{name}": confidence[name].round(DECIMALS) for name in log_probs},
+        **{f"pred_{n}": np.where(has[n], [classes[i] for i in answer[n]], "") for n in log_probs},
+        **{f"confidence_{n}": np.where(has[n], confidence[n].round(DECIMALS), np.nan) for n in log_probs},
     }))
-    return metrics

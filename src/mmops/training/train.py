@@ -106,7 +106,7 @@ def fit(
     options = fusion_options(params.fusion, params.fusions.get(params.fusion))
     model = build_fusion(params.fusion, dims, num_classes, **options)
     if params.contrastive_weight > 0:
-        model.align(params.contrastive_dim)
+        model.align(params.contrastive_dim, seed=params.seed + 2)
     model.prepare(train, present_train)
     model.to(device)
     loader = _loader(model.modalities, train, present_train, y_train, batch_size=params.batch_size,

@@ -73,3 +73,18 @@ def test_retrieval_is_scored_both_ways_on_the_samples_with_both():
                                                             "text": torch.ones(4, dtype=torch.bool)})
     assert scores == {"image->text": {"recall@1": 1.0, "recall@5": 1.0, "samples": 3},
                       "text->image": {"recall@1": 1.0, "recall@5": 1.0, "samples": 3}}
+
+
+def test_adding_an_alignment_head_draws_nothing_from_the_global_generator():
+    from mmops.models.fusion import build_fusion, fusion_options
+
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    build_fusion("late", {"image": 6, "text": 4}, 3, **fusion_options("late", None)).align(8)
+    # ...but this test builds the model first, which draws: compare against the same build alone
+    after_aligned = torch.rand(3)
+    torch.manual_seed(0)
+    build_fusion("late", {"image": 6, "text": 4}, 3, **fusion_options("late", None))
+    assert torch.equal(torch.rand(3), after_aligned)
+    assert not torch.equal(after_aligned, expected)  # precondition: building the model itself draws

@@ -159,3 +159,21 @@ def test_a_terminal_gets_a_live_bar_with_its_rate():
     bar.close()
     assert "train late" in screen.getvalue() and "epoch" in screen.getvalue()
     assert progress(3, "x", "epoch", file=io.StringIO()).disable  # not a terminal: no bar
+
+
+def test_label_smoothing_is_the_usual_smoothed_cross_entropy():
+    from mmops.models.fusion.parts import label_loss
+
+    logits, target = torch.randn(8, 5, generator=torch.Generator().manual_seed(0)), torch.arange(8) % 5
+    expected = F.cross_entropy(logits, target, label_smoothing=0.2)
+    assert torch.allclose(label_loss(F.log_softmax(logits, dim=1), target, 0.2), expected)
+
+
+def test_alignment_on_concat_leaves_its_classifier_exactly_as_without():
+    # concat has no per-modality layer: alignment trains only its own projections, and draws
+    # no randomness the classifier's training would see, so the ablation is exact
+    (tr, ytr), (va, yva) = _data(120, 0), _data(60, 1)
+    base = dataclasses.replace(PARAMS, fusion="concat", fusions={"concat": {"hidden_dim": 16, "dropout": 0.2}})
+    plain = fit(tr, ytr, va, yva, 3, base, CPU).model
+    aligned = fit(tr, ytr, va, yva, 3, dataclasses.replace(base, contrastive_weight=0.5), CPU).model
+    assert torch.equal(predict(plain, va, CPU).log_probs["fused"], predict(aligned, va, CPU).log_probs["fused"])

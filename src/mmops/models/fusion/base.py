@@ -59,14 +59,20 @@ class FusionModel(nn.Module, ABC):
         self.num_classes = num_classes
         self.alignment: Alignment | None = None
 
-    def align(self, dim: int) -> None:
-        """Give the model an alignment head projecting its embeddings to `dim` (its weights then
-        live in the state dict, and the checkpoint records `dim`)."""
+    def align(self, dim: int, seed: int = 0) -> None:
+        """Give the model (still on the CPU) an alignment head projecting its embeddings to `dim`
+        (its weights then live in the state dict, and the checkpoint records `dim`). The head
+        draws its initial weights from its own `seed`, not the global generator, so an aligned
+        run sees the same dropout masks and data order as the same run without alignment: an
+        ablation then measures the objective, not a reshuffle."""
         with torch.no_grad():
             was_training = self.training
+            # the widths embed() gives, from a probe in eval mode (no dropout drawn)
             probe = self.eval().embed({m: torch.zeros(2, d) for m, d in self.dims.items()})
             self.train(was_training)
-        self.alignment = Alignment({m: e.shape[1] for m, e in probe.items()}, dim)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.alignment = Alignment({m: e.shape[1] for m, e in probe.items()}, dim)
 
     def forward(self, features: Features, present: Mask) -> FusionOutput:
         """Log-probabilities for every sample (one entry per modality, and `fused`) and the
