@@ -120,7 +120,8 @@ def main() -> None:
                 rows.append({
                     "config": f"{method}" + (f" +drop {dropout:g}" if dropout else "") + (f" +align {weight:g}" if weight else ""),
                     "val_acc": float((val_lp.argmax(1) == va["target"]).float().mean()),
-                    "val_loss": float(np.mean(val_losses)), "val_sd": float(np.std(val_losses)),
+                    "val_loss": float(np.mean(val_losses)),
+                    "val_sd": float(np.std(val_losses, ddof=1)) if len(val_losses) > 1 else 0.0,
                     "scores": score_models({k: v.numpy() for k, v in out.log_probs.items()}, y, present, classes,
                                            resampler),
                     "retrieval": retrieval, "seconds": seconds,
@@ -155,9 +156,14 @@ def main() -> None:
     if trained:
         winner = min(trained, key=lambda r: r["val_loss"])
         print(f"\nValidation winner (lowest mean fused val loss, what early stopping also uses): {winner['config']}")
-        close = [r["config"] for r in trained if r is not winner and r["val_loss"] - winner["val_loss"] < winner["val_sd"] + r["val_sd"]]
+        n = len(args.seeds)
+
+        def tied(row: dict) -> bool:  # within two standard errors of the difference of the means
+            return row["val_loss"] - winner["val_loss"] < 2 * np.sqrt((winner["val_sd"] ** 2 + row["val_sd"] ** 2) / n)
+
+        close = [r["config"] for r in trained if r is not winner and n > 1 and tied(r)]
         if close:
-            print(f"  within one standard deviation of it (seeds cannot tell them apart): {', '.join(close)}")
+            print(f"  within two standard errors of it ({n} seeds cannot tell them apart): {', '.join(close)}")
 
 
 if __name__ == "__main__":
