@@ -91,8 +91,11 @@ def test_each_version_has_a_model_card_linked_from_its_description(registry, cap
     assert main(["card", "challenger", "--out", str(project / "card.html")]) == 0
     assert str(project / "card.html") in capsys.readouterr().out
     page = (project / "card.html").read_text()
-    assert page.startswith("<!doctype html>") and page.count("data:image/png;base64,") == 2
+    # confusion matrix, reliability diagram, training curves: inlined, and logged as PNG files too
+    assert page.startswith("<!doctype html>") and page.count("data:image/png;base64,") == 3
     assert f"{NAME} v{version.version}" in page
+    logged = {Path(a.path).name for a in client.list_artifacts(version.run_id, "model_card")}
+    assert logged == {"confusion.png", "reliability.png", "training_curves.png"}
 
 
 def test_lineage_prints_what_produced_a_version_and_the_commands_that_rebuild_it(registry, capsys):
