@@ -44,7 +44,3 @@ class Alignment(nn.Module):
             target = torch.arange(len(logits), device=logits.device)
             losses.append((F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2)
         return torch.stack(losses).mean() if losses else self.logit_scale.new_zeros(())
-
-    @property
-    def temperature(self) -> float:
-        return float(1 / self.logit_scale.clamp(max=MAX_LOGIT_SCALE).exp())

@@ -80,10 +80,10 @@ def label_loss(log_probs: torch.Tensor, target: torch.Tensor, smoothing: float =
 
 
 class JointFusion(FusionModel):
-    """A method that reads every present modality in one model (concat, gated): each modality
-    standardised, zero where a sample lacks it, beside a presence flag per modality. "A
-    modality alone" is its fused path with the others masked; it learns from one loss, the
-    cross-entropy of the fused prediction."""
+    """A method that reads every present modality in one model (concat, gated, attention), each
+    modality standardised with the train split's statistics (`joint_input`: zero where a sample
+    lacks it, beside a presence flag per modality). "A modality alone" is its fused path with
+    the others masked; it learns from one loss, the cross-entropy of the fused prediction."""
 
     Options = HeadOptions
 
