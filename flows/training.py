@@ -16,11 +16,11 @@ from typing import Any
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
-from prefect.runtime import flow_run
+from prefect.runtime import flow_run, task_run
 from prefect.tasks import exponential_backoff
 
 from mmops import stages
-from mmops.config import Layout, load_params
+from mmops.config import Layout, Params, load_params
 from mmops.project import flow_parser, working_in
 
 # Stage outputs are files (DVC's business), not Prefect results: no result caching.
@@ -28,7 +28,14 @@ validate = task(stages.validate, name="validate", cache_policy=NO_CACHE)
 clean = task(stages.clean, name="clean", cache_policy=NO_CACHE)
 split = task(stages.split, name="split", cache_policy=NO_CACHE)
 featurize = task(stages.featurize, name="featurize", cache_policy=NO_CACHE)
-train = task(stages.train, name="train", cache_policy=NO_CACHE)
+
+
+@task(name="train", cache_policy=NO_CACHE, retries=1)
+def train(params: Params, layout: Layout) -> dict[str, Any]:
+    """`stages.train`; a retry continues from the failed attempt's last epoch (its checkpoint)."""
+    return stages.train(params, layout, resume=task_run.run_count > 1)
+
+
 evaluate = task(stages.evaluate, name="evaluate", cache_policy=NO_CACHE)
 # Registration talks to the tracking server, which may be remote: retry transient failures. It is
 # idempotent within a flow run (a retry finishes the first attempt's version, never a second one).

@@ -30,6 +30,10 @@ def _stage(args: argparse.Namespace) -> int:
     params = load_params(args.params)
     layout = Layout(Path(args.artifacts))
     kwargs: dict[str, Any] = {"device": args.device} if args.name in ("featurize", "train") and args.device else {}
+    if args.resume:
+        if args.name != "train":
+            raise SystemExit("--resume applies to `mmops stage train` only")
+        kwargs["resume"] = True
     if args.name == "register" and os.environ.get(FLOW_RUN_ENV):
         kwargs["flow_run_id"] = os.environ[FLOW_RUN_ENV]
     result = getattr(stages, args.name)(params, layout, **kwargs)
@@ -203,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     stage.add_argument("--params", default="params.yaml")
     stage.add_argument("--artifacts", default="artifacts")
     stage.add_argument("--device", default=None, help="override the automatic choice (cuda/cpu)")
+    stage.add_argument("--resume", action="store_true",
+                       help="train: continue a killed run from its last epoch's checkpoint (artifacts/train/checkpoint.pt)")
     stage.set_defaults(func=_stage)
 
     sample = sub.add_parser("sample", help="materialise the sample dataset into data/ as data.dvc records it; "

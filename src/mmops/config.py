@@ -435,6 +435,10 @@ class Layout:
         return self.root / "train" / "history.csv"
 
     @property
+    def train_checkpoint(self) -> Path:
+        return self.root / "train" / "checkpoint.pt"
+
+    @property
     def metrics(self) -> Path:
         return self.root / "evaluate" / "metrics.json"
 

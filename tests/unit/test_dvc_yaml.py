@@ -110,6 +110,8 @@ def test_every_layout_path_but_the_registration_record_is_a_declared_output():
     # validate's and featurize's drift records depend on whether a training ran before: not reproducible
     assert paths.pop("drift") not in declared
     assert paths.pop("feature_drift") not in declared
+    # training's last-epoch state, for --resume: removed when the run ends, so never an output
+    assert paths.pop("train_checkpoint") not in declared
     assert set(paths.values()) == declared
 
 
@@ -190,7 +192,7 @@ def test_every_artifact_a_stage_reads_is_a_dependency_and_every_one_it_writes_an
             attr = chain.split(".")[0]
             # validate compares new data with the previous training's reference: as a dependency
             # it would be a cycle (stages/data.py check_drift says why it is read anyway)
-            if attr in Layout().all_paths() and attr not in ("registered", "drift", "feature_drift") \
+            if attr in Layout().all_paths() and attr not in ("registered", "drift", "feature_drift", "train_checkpoint") \
                     and (name, attr) != ("validate", "reference"):
                 assert str(getattr(layout, attr)) in declared, f"stage {name} uses layout.{attr}, not in dvc.yaml"
 

@@ -198,3 +198,49 @@ def test_train_saves_the_reference_profile_of_its_train_split(crafted):
     assert set(profile["features"]) == {"image", "text"}
     assert {name: len(values) for name, values in profile["measures"].items()} == {
         "image.width": 60, "image.height": 60, "image.brightness": 60, "text.length": 60}
+
+
+@pytest.mark.slow
+def test_a_train_stage_killed_mid_run_resumes_to_the_uninterrupted_model(crafted, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    from tests.conftest import repo_params, venv_env
+
+    params, layout, ids, labels = crafted
+    raw = repo_params(data={"root": str(params.data.root), "manifest": str(params.data.manifest),
+                            "labels": TINY_LABELS}, clean={"min_per_class": 1}, train={"epochs": 150})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+
+    def stage(*extra: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "mmops.cli", "stage", "train", "--params", "params.yaml",
+                                 "--artifacts", "artifacts", "--device", "cpu", *extra],
+                                cwd=tmp_path, env=venv_env(), stderr=subprocess.PIPE, text=True)
+
+    assert stage().wait(timeout=600) == 0
+    whole = artifacts.load_torch(layout.model)
+    assert not layout.train_checkpoint.exists()  # a finished run leaves nothing to resume
+    layout.model.unlink()
+
+    run = stage()
+    epoch = 0
+    while epoch < 3 and run.poll() is None:
+        time.sleep(0.02)
+        if layout.train_checkpoint.exists():
+            epoch = artifacts.load_torch(layout.train_checkpoint)["epoch"]
+    run.send_signal(signal.SIGKILL)
+    assert run.wait(timeout=60) == -signal.SIGKILL, "precondition: the run was killed before it finished"
+    killed_at = artifacts.load_torch(layout.train_checkpoint)["epoch"]
+    assert 3 <= killed_at < 150 and not layout.model.exists()
+
+    resumed = stage("--resume")
+    _, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err
+    assert f"resumed after epoch {killed_at}" in err
+    ckpt = artifacts.load_torch(layout.model)
+    assert ckpt["epoch"] == whole["epoch"]
+    assert all(torch.equal(ckpt["model"][k], whole["model"][k]) for k in whole["model"])

@@ -66,8 +66,10 @@ def features_by_split(params: Params, layout: Layout) -> tuple[FeatureCache, dic
     return cache, by_split, frame
 
 
-def train(params: Params, layout: Layout, device: str | None = None) -> dict[str, Any]:
-    """Train the fusion model named by `train.fusion` on the train split (model selection on val)."""
+def train(params: Params, layout: Layout, device: str | None = None, resume: bool = False) -> dict[str, Any]:
+    """Train the fusion model named by `train.fusion` on the train split (model selection on val).
+    Every epoch's state goes to `layout.train_checkpoint` (removed once the model is saved);
+    `resume` continues a killed run from there."""
     from mmops.data.drift import build_profile, save_profile
     from mmops.models.checkpoint import checkpoint
     from mmops.training.train import fit
@@ -82,7 +84,7 @@ def train(params: Params, layout: Layout, device: str | None = None) -> dict[str
     dev = pick_device(device)
     tr, va = data["train"], data["val"]
     result = fit(tr["features"], tr["target"], va["features"], va["target"], len(params.data.labels),
-                 params.train, dev, tr["present"], va["present"])
+                 params.train, dev, tr["present"], va["present"], checkpoint=layout.train_checkpoint, resume=resume)
     artifacts.save_torch(layout.model, checkpoint(
         result.model, list(params.data.labels), epoch=result.best_epoch, encoders=cache.encoders,
         modalities=[dataclasses.asdict(m) for m in params.modalities],
@@ -92,6 +94,7 @@ def train(params: Params, layout: Layout, device: str | None = None) -> dict[str
     # what this model learned from, so later data can be checked against it (`mmops drift`, validate)
     save_profile(layout.reference, build_profile(frame[frame["split"] == "train"], cache, params.data.root,
                                                  modalities, params.drift.components, seen=frame))
+    layout.train_checkpoint.unlink(missing_ok=True)  # the run is complete: nothing left to resume
     return {"best_epoch": result.best_epoch, "fusion": params.train.fusion, "device": str(dev)}
 
 

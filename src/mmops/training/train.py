@@ -8,6 +8,7 @@ import copy
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch.nn import functional as F
@@ -17,6 +18,7 @@ from mmops.config import TrainParams
 from mmops.models.fusion import FUSED, Features, FusionModel, Mask, all_present, build_fusion, fusion_options
 from mmops.models.predict import predict
 from mmops.progress import progress
+from mmops.training import resume as checkpoints
 
 log = logging.getLogger(__name__)
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
@@ -91,10 +93,15 @@ def fit(
     train: Features, y_train: torch.Tensor, val: Features, y_val: torch.Tensor,
     num_classes: int, params: TrainParams, device: torch.device,
     present_train: Mask | None = None, present_val: Mask | None = None,
+    checkpoint: Path | None = None, resume: bool = False,
 ) -> FitResult:
     """Train the fusion model named by `params.fusion`. After each epoch the model is completed
     as it would be served (its validation step fitted on a copy), and the epoch whose served
-    (`fused`) prediction has the lowest validation loss is kept. Test data never enters here."""
+    (`fused`) prediction has the lowest validation loss is kept. Test data never enters here.
+
+    With `checkpoint`, the whole training state is written there after every epoch; with
+    `resume` too, a run killed mid-way continues from its last epoch and ends exactly as the
+    uninterrupted run would have (`mmops.training.resume`)."""
     present_train = all_present(train) if present_train is None else present_train
     present_val = all_present(val) if present_val is None else present_val
     absent = [m for m, p in present_train.items() if not bool(p.any())]
@@ -115,8 +122,21 @@ def fit(
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(params.epochs, 1))
     history: list[dict[str, float]] = []
     best_state, best_epoch, best_loss = None, 0, float("inf")
+    streams = {"data": generator, "dropping": dropping}
+    run = checkpoints.fingerprint(params, [*train.values(), *present_train.values(), y_train, *val.values(),
+                                           *present_val.values(), y_val]) if checkpoint else ""
+    state = checkpoints.load(checkpoint, run) if checkpoint and resume else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        checkpoints.set_rng_state(streams, state["rng"])
+        history, best_state, best_epoch, best_loss = state["history"], state["best_state"], state["best_epoch"], \
+            state["best_loss"]
+    first = len(history) + 1
     bar, start = progress(params.epochs, f"train {params.fusion}", "epoch"), time.perf_counter()
-    for epoch in range(1, params.epochs + 1):
+    bar.update(first - 1)
+    for epoch in range(first, params.epochs + 1):
         losses = train_one_epoch(model, optimizer, loader, device, params, dropping)
         scheduler.step()
         served = copy.deepcopy(model)
@@ -133,13 +153,20 @@ def fit(
                   epoch, params.epochs, losses["train_loss"], row["val_loss"], row["val_acc"])
         if row["val_loss"] < best_loss:
             best_state, best_epoch, best_loss = copy.deepcopy(served.state_dict()), epoch, row["val_loss"]
+        if checkpoint:
+            checkpoints.save(checkpoint, {
+                "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "rng": checkpoints.rng_state(streams), "history": history,
+                "best_state": best_state, "best_epoch": best_epoch, "best_loss": best_loss}, run)
+        ran = epoch - first + 1
         bar.set_postfix(loss=f"{losses['train_loss']:.3f}", val_loss=f"{row['val_loss']:.3f}",
-                        samples_s=f"{epoch * len(y_train) / (time.perf_counter() - start):.0f}", refresh=False)
+                        samples_s=f"{ran * len(y_train) / (time.perf_counter() - start):.0f}", refresh=False)
         bar.update(1)
     bar.close()
-    seconds = time.perf_counter() - start
-    log.info("train %s: %d epochs in %.1f s (%.0f samples/s); kept epoch %d (val loss %.4f, val accuracy %.3f)",
-             params.fusion, params.epochs, seconds, params.epochs * len(y_train) / max(seconds, 1e-9), best_epoch,
+    seconds, ran = time.perf_counter() - start, params.epochs - first + 1
+    log.info("train %s: %d epochs in %.1f s (%.0f samples/s)%s; kept epoch %d (val loss %.4f, val accuracy %.3f)",
+             params.fusion, ran, seconds, ran * len(y_train) / max(seconds, 1e-9),
+             f", resumed after epoch {first - 1}" if first > 1 else "", best_epoch,
              best_loss, history[best_epoch - 1]["val_acc"] if best_epoch else float("nan"))
     if best_state is None:
         raise ValueError(f"training diverged: the validation loss was never finite (last: {history[-1]})")
