@@ -1,11 +1,12 @@
-"""The featurize stage in shards on a Dask cluster: the clean manifest cut into `scale.shards`
-runs of rows, one Prefect task per shard run by Prefect's Dask task runner (`prefect-dask`),
+"""The featurize stage in shards on a Dask cluster: the clean manifest and the augmented views
+each cut into `scale.shards` runs of rows, one Prefect task per shard run by Prefect's Dask task runner (`prefect-dask`),
 the shards' features merged in order into the same feature cache `dvc repro` writes.
 
     python flows/featurize.py                          # a LocalCluster here (params.yaml `scale:`)
     python flows/featurize.py --params other.yaml --artifacts /tmp/artifacts
 
-It reads artifacts/clean/manifest.csv, so the clean stage must have run (`dvc repro clean`).
+It reads artifacts/clean/manifest.csv and artifacts/augment/ (the views of training samples),
+so the stages before it must have run (`dvc repro augment`).
 Run on the project's own params.yaml and artifacts/, it then runs `dvc commit featurize`:
 dvc.lock records the output, and a later `dvc repro` skips the stage. `scale.dask_address`
 sends the shards to a running Dask cluster instead (docs/scaling.md); its workers need the
@@ -23,12 +24,11 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect_dask import DaskTaskRunner
 
-from mmops import artifacts
 from mmops.config import Layout, ScaleParams, load_params
 from mmops.features import shards
 from mmops.project import flow_parser, working_in
 from mmops.retraining import dvc
-from mmops.stages.model import check_feature_cache
+from mmops.stages.model import check_feature_cache, rows_to_encode
 
 # Features are a file (DVC's business), not a Prefect result: no result caching.
 encode = task(shards.encode_shard, name="encode-shard", cache_policy=NO_CACHE)
@@ -60,14 +60,15 @@ def encode_shards(params_file: str, artifacts_dir: str, count: int, threads: int
     """One task per shard of the clean manifest on this flow's task runner; the parts merged in
     order, checked by the feature cache's suite, and saved where `dvc repro` saves them."""
     params, layout = load_params(Path(params_file)), Layout(Path(artifacts_dir))
-    frame = artifacts.read_csv(layout.clean_manifest)
-    ranges = shards.shard_ranges(len(frame), count)
-    futures = [encode.with_options(task_run_name=f"encode-rows-{start}-{stop}")
-               .submit(params, frame.iloc[start:stop], threads=threads) for start, stop in ranges]
+    parts = rows_to_encode(layout)  # the clean rows, then the augmented views: sharded alike
+    futures = [encode.with_options(task_run_name=f"encode-{what}-rows-{start}-{stop}")
+               .submit(params, rows.iloc[start:stop], threads=threads, root=root)
+               for what, (rows, root) in zip(("clean", "views"), parts)
+               for start, stop in shards.shard_ranges(len(rows), count)]
     cache = shards.merge([future.result() for future in futures])  # in shard order, whichever ends first
-    check_feature_cache(cache, frame, params, layout)
+    check_feature_cache(cache, parts, params, layout)
     cache.save(layout.features)  # atomic: complete or absent
-    return {**cache.describe(), "shards": len(ranges)}
+    return {**cache.describe(), "shards": len(futures)}
 
 
 @flow(name="mmops-featurize", log_prints=True)
@@ -81,8 +82,8 @@ def featurize(project_dir: str | None = None, params_path: str = "params.yaml", 
         params_file = (root / params_path).resolve()
         params, layout = load_params(params_file), Layout((root / artifacts_dir).resolve())
         if not layout.clean_manifest.exists():  # before any cluster starts
-            raise FileNotFoundError(f"{layout.clean_manifest} does not exist: run the clean stage first "
-                                    "(dvc repro clean)")
+            raise FileNotFoundError(f"{layout.clean_manifest} does not exist: run the stages before featurize "
+                                    "first (dvc repro augment)")
         scale = params.scale
         # Torch takes every core of its machine in each process. Several workers on one machine
         # would then run workers x cores threads on its cores and slow each other down

@@ -82,6 +82,24 @@ class SplitParams:
 
 
 @dataclass(frozen=True)
+class AugmentParams:
+    """Extra views of each training sample (the augment stage); val and test are never augmented."""
+
+    enabled: bool = False
+    views: int = 2  # per training sample
+    seed: int = 0
+    # per modality, 0 (its value copied unchanged) to 1: scales each augmentation's chance and size
+    strength: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.views < 1:
+            raise ValueError("params.yaml: 'augment.views' must be >= 1")
+        for name, value in self.strength.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                raise ValueError(f"params.yaml: 'augment.strength.{name}' must be a number from 0 to 1, got {value!r}")
+
+
+@dataclass(frozen=True)
 class FeaturizeParams:
     batch_size: int = 64
     # auto: bf16 autocast where the hardware is made for it (CUDA), float32 elsewhere.
@@ -236,6 +254,7 @@ class Params:
     modalities: tuple[ModalityParams, ...]
     clean: CleanParams = field(default_factory=CleanParams)
     split: SplitParams = field(default_factory=SplitParams)
+    augment: AugmentParams = field(default_factory=AugmentParams)
     featurize: FeaturizeParams = field(default_factory=FeaturizeParams)
     train: TrainParams = field(default_factory=TrainParams)
     register: RegisterParams = field(default_factory=RegisterParams)
@@ -288,7 +307,7 @@ def build_section(cls: type, raw: dict[str, Any] | None, section: str) -> Any:
 
 def params_from_dict(raw: dict[str, Any], base: Path = Path(".")) -> Params:
     """Build `Params` from the parsed YAML; relative data paths are resolved against `base`."""
-    sections = {"data", "modalities", "clean", "split", "featurize", "train", "register", "promote", "serve", "scale", "drift"}
+    sections = {"data", "modalities", "clean", "split", "augment", "featurize", "train", "register", "promote", "serve", "scale", "drift"}
     unknown = sorted(set(raw) - sections)
     if unknown:
         raise ValueError(f"params.yaml: unknown section(s): {', '.join(unknown)}")
@@ -314,6 +333,7 @@ def params_from_dict(raw: dict[str, Any], base: Path = Path(".")) -> Params:
         modalities=_modalities(raw.get("modalities"), data.columns),
         clean=build_section(CleanParams, raw.get("clean"), "clean"),
         split=build_section(SplitParams, raw.get("split"), "split"),
+        augment=build_section(AugmentParams, raw.get("augment"), "augment"),
         featurize=build_section(FeaturizeParams, raw.get("featurize"), "featurize"),
         train=build_section(TrainParams, raw.get("train"), "train"),
         register=build_section(RegisterParams, raw.get("register"), "register"),
@@ -405,6 +425,15 @@ class Layout:
     @property
     def split_metrics(self) -> Path:
         return self.root / "split" / "metrics.json"
+
+    @property
+    def augment_manifest(self) -> Path:
+        return self.root / "augment" / "manifest.csv"
+
+    @property
+    def augment_views(self) -> Path:
+        """The augmented media files; the augment manifest's paths are relative to this folder."""
+        return self.root / "augment" / "views"
 
     @property
     def features(self) -> Path:

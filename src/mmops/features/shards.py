@@ -8,6 +8,7 @@ import logging
 import os
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -40,10 +41,11 @@ def local_threads(workers: int, cores: int | None = None) -> int:
 
 
 def encode_shard(params: Params, rows: pd.DataFrame, device: torch.device | str | None = None,
-                 threads: int | None = None) -> FeatureCache:
-    """Features of `rows` (a run of the clean manifest) from each modality's frozen encoder,
-    with each encoder's identity. The device (and so the precision) is picked where this runs;
-    `threads` sets torch's threads in this process (a Dask worker's), None leaves them."""
+                 threads: int | None = None, root: Path | None = None) -> FeatureCache:
+    """Features of `rows` (a run of the clean manifest, or of the augmented views, whose media
+    lie under `root` instead of `data.root`) from each modality's frozen encoder, with each
+    encoder's identity. The device (and so the precision) is picked where this runs; `threads`
+    sets torch's threads in this process (a Dask worker's), None leaves them."""
     if threads is not None:
         torch.set_num_threads(threads)
     rows = rows.reset_index(drop=True)
@@ -57,7 +59,7 @@ def encode_shard(params: Params, rows: pd.DataFrame, device: torch.device | str 
             start = time.perf_counter()
             encode = modality.encoder(dev, dtype)
             out[mask] = encode(list(rows.loc[mask.numpy(), modality.name]), batch_size=params.featurize.batch_size,
-                               load=lambda value, m=modality: m.load(value, params.data.root))
+                               load=lambda value, m=modality: m.load(value, root or params.data.root))
             seconds = time.perf_counter() - start
             log.info("featurize: %d %s values on %s (%s) in %.1f s (%.0f/s, model load included)",
                      int(mask.sum()), modality.name, dev, dtype, seconds, int(mask.sum()) / max(seconds, 1e-9))

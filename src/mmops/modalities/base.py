@@ -122,6 +122,18 @@ class Modality(ABC):
     def load(self, value: str, root: Path) -> Any:
         """The decoded value the encoder takes."""
 
+    # -- augmentation ----------------------------------------------------------------------
+    def augment(self, loaded: Any, strength: float, seed: int) -> Any:
+        """A random training view of a loaded value that keeps its label, a pure function of
+        (value, strength, seed); strength 0 returns it unchanged. A modality brings its own
+        augmentations by overriding this; one that has none returns the value as it is."""
+        return loaded
+
+    def store(self, view: Any, folder: Path, stem: str) -> str:
+        """A view as a manifest holds it: an inline value as itself; a media modality writes a
+        file `stem.<ext>` under `folder` and returns its path relative to `folder`."""
+        return str(view)
+
     # -- features --------------------------------------------------------------------------
     @abstractmethod
     def encoder(self, device: torch.device, dtype: torch.dtype) -> Encoder:

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from mmops.modalities.image_augment import augment_image
 from mmops.modalities.media import MODES, MediaError, content_hash, decode_image, load_image, resolve_media
 from mmops.modalities.image_encoder import IMAGE_DIM, ImageEncoder, ImagePreset, encode_images
 from mmops.modalities.base import EncoderSpec, Modality, present
@@ -108,6 +109,16 @@ class ImageModality(Modality):
 
     def load(self, value: str, root: Path) -> Image.Image:
         return load_image(resolve_media(root, value), self.options.max_pixels)
+
+    def augment(self, loaded: Image.Image, strength: float, seed: int) -> Image.Image:
+        """Geometry, colour and art style (outline, stroke width): `image_augment.augment_image`."""
+        return augment_image(loaded, strength, seed)
+
+    def store(self, view: Image.Image, folder: Path, stem: str) -> str:
+        path = Path(folder) / f"{stem}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        view.save(path, format="PNG")  # lossless, and the same pixels give the same bytes
+        return path.relative_to(folder).as_posix()
 
     def encoder(self, device: torch.device, dtype: torch.dtype) -> ImageFeaturizer:
         return ImageFeaturizer(self.options.size, device, dtype)

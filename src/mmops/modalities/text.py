@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from mmops.modalities.text_augment import augment_text
 from mmops.modalities.text_encoder import TEXT_DIM, TextEncoder
 from mmops.modalities.base import EncoderSpec, Modality, present
 
@@ -72,6 +73,10 @@ class TextModality(Modality):
 
     def load(self, value: str, root: Path) -> str:
         return self.normalise(value)
+
+    def augment(self, loaded: str, strength: float, seed: int) -> str:
+        """Short names dropped, words dropped or swapped: `text_augment.augment_text`."""
+        return self.normalise(augment_text(loaded, strength, seed))
 
     def encoder(self, device: torch.device, dtype: torch.dtype) -> TextFeaturizer:
         return TextFeaturizer(device, dtype)

@@ -122,3 +122,20 @@ def split(params: Params, layout: Layout) -> dict[str, Any]:
     report = split_report(assign_splits(frame, params.split, media), grouped, near)
     artifacts.write_json(layout.split_metrics, report)
     return {name: report["rows"][name] for name in SPLITS}
+
+
+def augment(params: Params, layout: Layout) -> dict[str, Any]:
+    """Make `augment.views` views of each train-split sample with each modality's own
+    augmentations: the views' manifest (each with its source's label, group and split) and
+    their media files, written whole or not at all. Off (`augment.enabled: false`), both are
+    written empty, so featurize and train see no views."""
+    from mmops.data.augment import make_views, view_columns
+
+    modalities = build_modalities(params.modalities)
+    frame = artifacts.read_csv(layout.split_manifest)
+    with artifacts.atomic_dir(layout.augment_views) as folder:
+        views = make_views(frame, modalities, params.augment, params.data.root, folder) if params.augment.enabled \
+            else pd.DataFrame(columns=view_columns(modalities))
+    artifacts.write_csv(layout.augment_manifest, views)  # after its files: it never names a missing one
+    return {"views": len(views), "train_samples": int((frame["split"] == "train").sum()),
+            "enabled": params.augment.enabled}

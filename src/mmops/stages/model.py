@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,25 +23,45 @@ DECIMALS = 4  # committed CSVs (curves, calibration): float kernels differ in th
 
 
 def featurize(params: Params, layout: Layout, device: str | None = None) -> dict[str, Any]:
-    """Encode every cleaned sample with each modality's frozen encoder into the feature cache,
-    with what identifies each encoder (name, package versions, input size, precision). One
-    shard: `flows/featurize.py` runs the same code on many, on a Dask cluster."""
-    frame = artifacts.read_csv(layout.clean_manifest)  # not the split: features do not depend on it
+    """Encode every cleaned sample, and every augmented view of a training sample, with each
+    modality's frozen encoder into the feature cache, with what identifies each encoder (name,
+    package versions, input size, precision). One shard each: `flows/featurize.py` runs the
+    same code on many, on a Dask cluster."""
     dev = pick_device(device)
-    cache = shards.merge([shards.encode_shard(params, frame, dev)])
-    check_feature_cache(cache, frame, params, layout)
+    parts = rows_to_encode(layout)
+    cache = shards.merge([shards.encode_shard(params, rows, dev, root=root) for rows, root in parts])
+    check_feature_cache(cache, parts, params, layout)
     cache.save(layout.features)
-    return {**cache.describe(), "device": str(dev)}
+    return {**cache.describe(), "views": sum(len(rows) for rows, root in parts if root), "device": str(dev)}
 
 
-def check_feature_cache(cache: FeatureCache, cleaned: pd.DataFrame, params: Params, layout: Layout) -> None:
-    """The feature cache's suite, written to its JSON; raises (the cache unsaved) on a violation.
-    Then the features' drift against the last training's reference, recorded, never raising
-    (here, so that `dvc repro` and the sharded flows/featurize.py both run it)."""
+def rows_to_encode(layout: Layout) -> list[tuple[pd.DataFrame, Path | None]]:
+    """What featurize encodes: the clean manifest (media under `data.root`: root None), then
+    the augment stage's views (media under their own folder). Features do not depend on the
+    split, except that only training samples have views."""
+    views = augmented_views(layout)
+    return [(artifacts.read_csv(layout.clean_manifest), None)] + ([(views, layout.augment_views)] if len(views) else [])
+
+
+def augmented_views(layout: Layout) -> pd.DataFrame:
+    """The augment stage's manifest of views; none where that stage has not run (featurize run
+    by hand right after clean): `dvc repro` always runs it first."""
+    return artifacts.read_csv(layout.augment_manifest) if layout.augment_manifest.exists() else pd.DataFrame(
+        columns=[ID, LABEL, "split"])
+
+
+def check_feature_cache(cache: FeatureCache, parts: list[tuple[pd.DataFrame, Path | None]], params: Params,
+                        layout: Layout) -> None:
+    """The feature cache's suite over every row of `parts` (clean rows and views), written to
+    its JSON; raises (the cache unsaved) on a violation. Then the clean rows' features' drift
+    against the last training's reference (views are not data anyone sent), recorded, never
+    raising (here, so that `dvc repro` and the sharded flows/featurize.py both run it)."""
     from mmops.data.drift import feature_drift
     from mmops.data.suites import check_features
 
-    suite = check_features(cache, cleaned, build_modalities(params.modalities), str(layout.features))
+    cleaned = parts[0][0]
+    expected = pd.concat([rows for rows, _ in parts], ignore_index=True)
+    suite = check_features(cache, expected, build_modalities(params.modalities), str(layout.features))
     artifacts.write_json(layout.feature_expectations, suite.to_dict())
     if not suite.success:
         listed = "\n  ".join(suite.failures)
@@ -48,17 +69,20 @@ def check_feature_cache(cache: FeatureCache, cleaned: pd.DataFrame, params: Para
     feature_drift(params, layout, cleaned, cache)
 
 
-def features_by_split(params: Params, layout: Layout) -> tuple[FeatureCache, dict[str, dict[str, Any]], pd.DataFrame]:
+def features_by_split(params: Params, layout: Layout, views: bool = False,
+                      ) -> tuple[FeatureCache, dict[str, dict[str, Any]], pd.DataFrame]:
     """The cache, and per split its features, presence masks and label indices, aligned with
-    the split manifest's rows."""
+    the split manifest's rows (returned). With `views`, the train split also has the augment
+    stage's views of its samples (after them)."""
     frame = artifacts.read_csv(layout.split_manifest)
+    rows = pd.concat([frame, augmented_views(layout)], ignore_index=True) if views else frame
     cache = FeatureCache.load(layout.features)
-    features, present = cache.align(list(frame[ID]), str(layout.features))
+    features, present = cache.align(list(rows[ID]), str(layout.features))
     classes = list(params.data.labels)
-    labels = torch.tensor([classes.index(label) for label in frame[LABEL]])
+    labels = torch.tensor([classes.index(label) for label in rows[LABEL]])
     by_split = {}
     for name in SPLITS:
-        mask = torch.tensor((frame["split"] == name).to_numpy(), dtype=torch.bool)
+        mask = torch.tensor((rows["split"] == name).to_numpy(), dtype=torch.bool)
         if not mask.any():
             raise ValueError(f"{layout.split_manifest}: the '{name}' split is empty; add data or change 'split' params")
         by_split[name] = {"features": {m: t[mask] for m, t in features.items()},
@@ -74,7 +98,7 @@ def train(params: Params, layout: Layout, device: str | None = None, resume: boo
     from mmops.models.checkpoint import checkpoint
     from mmops.training.train import fit
 
-    cache, data, frame = features_by_split(params, layout)
+    cache, data, frame = features_by_split(params, layout, views=True)
     modalities = build_modalities(params.modalities)
     # The cache must be what params.yaml and the installed encoders would make now; its
     # precision and device kind are its own (they follow the device featurize ran on).
@@ -95,7 +119,8 @@ def train(params: Params, layout: Layout, device: str | None = None, resume: boo
     save_profile(layout.reference, build_profile(frame[frame["split"] == "train"], cache, params.data.root,
                                                  modalities, params.drift.components, seen=frame))
     layout.train_checkpoint.unlink(missing_ok=True)  # the run is complete: nothing left to resume
-    return {"best_epoch": result.best_epoch, "fusion": params.train.fusion, "device": str(dev)}
+    return {"best_epoch": result.best_epoch, "fusion": params.train.fusion, "device": str(dev),
+            "train_samples": int(len(tr["target"]))}  # augmented views included
 
 
 def evaluate(params: Params, layout: Layout) -> dict[str, Any]:

@@ -1,0 +1,81 @@
+"""The augment stage's logic: extra views of each training sample, made once and encoded by
+featurize beside the originals, so that even a head trained on frozen features sees each
+emoji drawn and named in more ways than one.
+
+Only the train split is augmented: a view inherits its source's group and split, so it can
+never reach validation or test (where it would leak its source's answer). Each modality
+declares its own augmentations (`Modality.augment`); a view is a pure function of the source,
+the strength and a seed derived from `augment.seed`, the sample id, the view and the modality,
+so the stage's outputs are the same bytes on every run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from mmops.config import ID, LABEL, AugmentParams
+from mmops.modalities.base import Modality, present
+from mmops.progress import progress
+
+log = logging.getLogger(__name__)
+SOURCE = "source_id"  # the augment manifest's column naming each view's source sample
+
+
+def view_id(sample_id: str, view: int) -> str:
+    """The sample id of a view: its source's, marked."""
+    return f"{sample_id}~aug{view}"
+
+
+def view_seed(seed: int, sample_id: str, view: int, modality: str) -> int:
+    """A seed of its own for each (sample, view, modality): views do not depend on row order."""
+    digest = hashlib.sha256(f"{seed}\0{sample_id}\0{view}\0{modality}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")
+
+
+def view_columns(modalities: Sequence[Modality]) -> list[str]:
+    """The augment manifest's columns."""
+    return [ID, SOURCE, *(m.name for m in modalities), LABEL, "group", "split"]
+
+
+def make_views(frame: pd.DataFrame, modalities: Sequence[Modality], params: AugmentParams, root: Path,
+               folder: Path) -> pd.DataFrame:
+    """`params.views` views of every train-split row of `frame` (the split manifest, media under
+    `root`), media views written under `folder`: a manifest of the views, media paths relative
+    to `folder`. A modality absent from a row stays absent in its views."""
+    names = {m.name for m in modalities}
+    unknown = sorted(set(params.strength) - names)
+    if unknown:
+        raise ValueError(f"params.yaml: 'augment.strength' names {', '.join(unknown)}, "
+                         f"which is not a modality (known: {', '.join(sorted(names))})")
+    train = frame[frame["split"] == "train"]
+    taken = set(frame[ID])
+    rows = []
+    bar, start = progress(len(train) * params.views, "augment", "view"), time.perf_counter()
+    for _, row in train.iterrows():
+        for view in range(1, params.views + 1):
+            vid = view_id(row[ID], view)
+            if vid in taken:
+                raise ValueError(f"augment: the view id {vid!r} is already a sample id in the manifest; "
+                                 "rename that sample")
+            out = {ID: vid, SOURCE: row[ID], LABEL: row[LABEL], "group": row.get("group", row[ID]), "split": "train"}
+            stem = hashlib.sha256(vid.encode()).hexdigest()[:24]
+            for m in modalities:
+                value = row[m.name]
+                if not present(value):
+                    out[m.name] = ""
+                    continue
+                seed = view_seed(params.seed, row[ID], view, m.name)
+                augmented = m.augment(m.load(value, root), params.strength.get(m.name, 0.0), seed)
+                out[m.name] = m.store(augmented, folder, f"{m.name}/{stem}")
+            rows.append(out)
+            bar.update(1)
+    bar.close()
+    log.info("augment: %d views of %d training samples in %.1f s", len(rows), len(train),
+             time.perf_counter() - start)
+    return pd.DataFrame(rows, columns=view_columns(modalities))
