@@ -427,13 +427,10 @@ class Layout:
         return self.root / "split" / "metrics.json"
 
     @property
-    def augment_manifest(self) -> Path:
-        return self.root / "augment" / "manifest.csv"
-
-    @property
-    def augment_views(self) -> Path:
-        """The augmented media files; the augment manifest's paths are relative to this folder."""
-        return self.root / "augment" / "views"
+    def augment(self) -> Path:
+        """The augment stage's folder: `manifest.csv` (the views) and `views/` (their media files,
+        which the manifest's paths are relative to), written as one."""
+        return self.root / "augment"
 
     @property
     def features(self) -> Path:

@@ -25,6 +25,7 @@ from mmops.progress import progress
 
 log = logging.getLogger(__name__)
 SOURCE = "source_id"  # the augment manifest's column naming each view's source sample
+MANIFEST, VIEWS = "manifest.csv", "views"  # in the augment stage's folder: the views, their media files
 
 
 def view_id(sample_id: str, view: int) -> str:

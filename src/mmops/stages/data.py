@@ -129,13 +129,14 @@ def augment(params: Params, layout: Layout) -> dict[str, Any]:
     augmentations: the views' manifest (each with its source's label, group and split) and
     their media files, written whole or not at all. Off (`augment.enabled: false`), both are
     written empty, so featurize and train see no views."""
-    from mmops.data.augment import make_views, view_columns
+    from mmops.data.augment import MANIFEST, VIEWS, make_views, view_columns
 
     modalities = build_modalities(params.modalities)
     frame = artifacts.read_csv(layout.split_manifest)
-    with artifacts.atomic_dir(layout.augment_views) as folder:
-        views = make_views(frame, modalities, params.augment, params.data.root, folder) if params.augment.enabled \
-            else pd.DataFrame(columns=view_columns(modalities))
-    artifacts.write_csv(layout.augment_manifest, views)  # after its files: it never names a missing one
+    with artifacts.atomic_dir(layout.augment) as folder:
+        (folder / VIEWS).mkdir()
+        views = make_views(frame, modalities, params.augment, params.data.root, folder / VIEWS) \
+            if params.augment.enabled else pd.DataFrame(columns=view_columns(modalities))
+        artifacts.write_csv(folder / MANIFEST, views)
     return {"views": len(views), "train_samples": int((frame["split"] == "train").sum()),
             "enabled": params.augment.enabled}

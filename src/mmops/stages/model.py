@@ -39,15 +39,19 @@ def rows_to_encode(layout: Layout) -> list[tuple[pd.DataFrame, Path | None]]:
     """What featurize encodes: the clean manifest (media under `data.root`: root None), then
     the augment stage's views (media under their own folder). Features do not depend on the
     split, except that only training samples have views."""
+    from mmops.data.augment import VIEWS
+
     views = augmented_views(layout)
-    return [(artifacts.read_csv(layout.clean_manifest), None)] + ([(views, layout.augment_views)] if len(views) else [])
+    return [(artifacts.read_csv(layout.clean_manifest), None)] + ([(views, layout.augment / VIEWS)] if len(views) else [])
 
 
 def augmented_views(layout: Layout) -> pd.DataFrame:
     """The augment stage's manifest of views; none where that stage has not run (featurize run
     by hand right after clean): `dvc repro` always runs it first."""
-    return artifacts.read_csv(layout.augment_manifest) if layout.augment_manifest.exists() else pd.DataFrame(
-        columns=[ID, LABEL, "split"])
+    from mmops.data.augment import MANIFEST
+
+    path = layout.augment / MANIFEST
+    return artifacts.read_csv(path) if path.exists() else pd.DataFrame(columns=[ID, LABEL, "split"])
 
 
 def check_feature_cache(cache: FeatureCache, parts: list[tuple[pd.DataFrame, Path | None]], params: Params,

@@ -35,15 +35,15 @@ def split_project(tmp_path):
 
 
 def _digest(layout: Layout) -> dict[str, str]:
-    files = sorted(p for p in layout.augment_views.rglob("*") if p.is_file())
-    return {str(p.relative_to(layout.augment_views)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files} | \
-        {"manifest": hashlib.sha256(layout.augment_manifest.read_bytes()).hexdigest()}
+    files = sorted(p for p in (layout.augment / 'views').rglob("*") if p.is_file())
+    return {str(p.relative_to((layout.augment / 'views'))): hashlib.sha256(p.read_bytes()).hexdigest() for p in files} | \
+        {"manifest": hashlib.sha256((layout.augment / 'manifest.csv').read_bytes()).hexdigest()}
 
 
 def test_only_train_samples_get_views_and_each_keeps_its_sources_label_group_and_split(split_project):
     params, layout = split_project
     result = stages.augment(params, layout)
-    views = artifacts.read_csv(layout.augment_manifest)
+    views = artifacts.read_csv((layout.augment / 'manifest.csv'))
     source = artifacts.read_csv(layout.split_manifest).set_index("sample_id")
     train = set(source.index[source["split"] == "train"])
     assert result["views"] == len(views) == 2 * len(train)
@@ -53,15 +53,15 @@ def test_only_train_samples_get_views_and_each_keeps_its_sources_label_group_and
         assert view["label"] == source.loc[view["source_id"], "label"]
         assert view["group"] == source.loc[view["source_id"], "group"]
         assert view["sample_id"] not in source.index
-        assert Image.open(layout.augment_views / view["image"]).size == (24, 24)
+        assert Image.open((layout.augment / 'views') / view["image"]).size == (24, 24)
 
 
 def test_views_differ_from_their_source_and_from_each_other(split_project):
     params, layout = split_project
     stages.augment(params, layout)
-    views = artifacts.read_csv(layout.augment_manifest)
+    views = artifacts.read_csv((layout.augment / 'manifest.csv'))
     first = views[views["source_id"] == "s0"]
-    pixels = [Image.open(layout.augment_views / p).convert("RGBA").tobytes() for p in first["image"]]
+    pixels = [Image.open((layout.augment / 'views') / p).convert("RGBA").tobytes() for p in first["image"]]
     original = Image.open(params.data.root / "images" / "s0.png").convert("RGBA").tobytes()
     assert len(set(pixels)) == 2 and original not in pixels
     assert all(text != "thing 0; short-name-0" and text for text in views["text"])
@@ -81,7 +81,7 @@ def test_strength_zero_copies_a_modalitys_value(split_project):
     params, layout = split_project
     stages.augment(dataclasses.replace(params, augment=dataclasses.replace(params.augment, strength={"image": 1.0})),
                    layout)
-    views = artifacts.read_csv(layout.augment_manifest)
+    views = artifacts.read_csv((layout.augment / 'manifest.csv'))
     source = artifacts.read_csv(layout.split_manifest).set_index("sample_id")
     assert list(views["text"]) == [source.loc[s, "text"] for s in views["source_id"]]
 
@@ -90,8 +90,8 @@ def test_off_writes_an_empty_manifest_and_no_views(split_project):
     params, layout = split_project
     stages.augment(params, layout)  # a previous run's views are replaced, not kept
     stages.augment(dataclasses.replace(params, augment=dataclasses.replace(params.augment, enabled=False)), layout)
-    assert artifacts.read_csv(layout.augment_manifest).empty
-    assert layout.augment_views.is_dir() and not any(layout.augment_views.iterdir())
+    assert artifacts.read_csv((layout.augment / 'manifest.csv')).empty
+    assert (layout.augment / 'views').is_dir() and not any((layout.augment / 'views').iterdir())
 
 
 def test_a_strength_for_an_unknown_modality_is_refused(split_project):
@@ -99,7 +99,7 @@ def test_a_strength_for_an_unknown_modality_is_refused(split_project):
     bad = dataclasses.replace(params, augment=dataclasses.replace(params.augment, strength={"audio": 0.5}))
     with pytest.raises(ValueError, match="augment.strength' names audio"):
         stages.augment(bad, layout)
-    assert not layout.augment_manifest.exists()
+    assert not (layout.augment / 'manifest.csv').exists()
 
 
 def test_an_absent_optional_value_stays_absent_in_its_views(split_project):
@@ -110,7 +110,7 @@ def test_an_absent_optional_value_stays_absent_in_its_views(split_project):
     params = dataclasses.replace(params, modalities=tuple(
         dataclasses.replace(m, required=m.name != "text") for m in params.modalities))
     stages.augment(params, layout)
-    views = artifacts.read_csv(layout.augment_manifest)
+    views = artifacts.read_csv((layout.augment / 'manifest.csv'))
     assert (views.loc[views["source_id"] == "s0", "text"] == "").all()
     assert (views.loc[views["source_id"] == "s1", "text"] != "").all()
 
@@ -129,7 +129,7 @@ def test_featurize_encodes_the_views_and_train_learns_from_them_but_its_referenc
     for name in ("clean", "split", "augment", "featurize"):
         getattr(stages, name)(params, layout, **({"device": "cpu"} if name == "featurize" else {}))
     split = artifacts.read_csv(layout.split_manifest)
-    views = artifacts.read_csv(layout.augment_manifest)
+    views = artifacts.read_csv((layout.augment / 'manifest.csv'))
     cache = FeatureCache.load(layout.features)
     assert set(cache.sample_ids) == set(split["sample_id"]) | set(views["sample_id"])
     assert artifacts.read_csv(layout.clean_manifest).shape[0] == len(split)
