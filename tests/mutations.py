@@ -129,6 +129,24 @@ MUTATIONS = {
         "for key in sorted(set(a) & set(b)) if a.get(key) != b.get(key)",
         "tests/unit/features/test_identity.py::test_an_identity_missing_a_field_the_other_side_records_is_a_mismatch",
     ),
+    "validation and test samples get augmented views too": (
+        "src/mmops/data/augment.py",
+        'train = frame[frame["split"] == "train"]',
+        "train = frame",
+        "tests/unit/data/test_augment.py::test_only_train_samples_get_views_and_each_keeps_its_sources_label_group_and_split",
+    ),
+    "the drift reference is built from the augmented views too": (
+        "src/mmops/stages/model.py",
+        "    return cache, by_split, frame",
+        "    return cache, by_split, rows",
+        "tests/unit/data/test_augment.py::test_featurize_encodes_the_views_and_train_learns_from_them_but_its_reference_does_not",
+    ),
+    "a resumed run does not restore the random streams": (
+        "src/mmops/training/train.py",
+        'checkpoints.set_rng_state(streams, state["rng"])',
+        "None",
+        "tests/unit/training/test_resume.py::test_a_run_killed_mid_way_and_resumed_ends_with_the_uninterrupted_runs_weights",
+    ),
 }
 
 COPIED = ("src", "tests", "params.yaml", "dvc.yaml", "data.dvc", "constraints.txt", "pyproject.toml",
