@@ -244,3 +244,42 @@ def test_a_train_stage_killed_mid_run_resumes_to_the_uninterrupted_model(crafted
     ckpt = artifacts.load_torch(layout.model)
     assert ckpt["epoch"] == whole["epoch"]
     assert all(torch.equal(ckpt["model"][k], whole["model"][k]) for k in whole["model"])
+
+
+@pytest.mark.slow
+def test_train_under_torchrun_on_two_processes_matches_one_process_and_only_rank_0_writes(crafted, tmp_path):
+    import subprocess
+    import sys
+
+    import yaml
+
+    from tests.conftest import repo_params, venv_env
+
+    params, layout, ids, labels = crafted
+    raw = repo_params(data={"root": str(params.data.root), "manifest": str(params.data.manifest),
+                            "labels": TINY_LABELS}, clean={"min_per_class": 1}, train={"batch_size": 16})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    stage = ["-m", "mmops.cli", "stage", "train", "--params", "params.yaml", "--artifacts", "artifacts", "--device", "cpu"]
+
+    one = subprocess.run([sys.executable, *stage], cwd=tmp_path, env=venv_env(), capture_output=True, text=True)
+    assert one.returncode == 0, one.stderr
+    single = pd.read_csv(layout.history)
+    layout.model.unlink()
+    layout.history.unlink()
+
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                          *stage], cwd=tmp_path, env=venv_env(), capture_output=True, text=True, timeout=600)
+    assert two.returncode == 0, two.stderr
+    assert two.stderr.count("2 processes; kept epoch") == 1  # rank 0 alone logs the run
+    assert '"rank": 1' in two.stdout and '"processes": 2' in two.stdout
+    # (each process also checks at the end that all hold the same weights, or the run fails)
+    double = pd.read_csv(layout.history)
+    assert layout.model.exists() and not layout.train_checkpoint.exists()
+    # The same global batch and learning rate, another order of samples: the curves agree within
+    # a stated tolerance, not bit for bit.
+    assert len(double) == len(single)
+    assert abs(double["val_loss"].min() - single["val_loss"].min()) < 0.05
+    assert abs(double["val_acc"].iloc[-1] - single["val_acc"].iloc[-1]) <= 0.1
+    assert abs(double["train_loss"].iloc[-1] - single["train_loss"].iloc[-1]) < 0.1
+    metrics = stages.evaluate(params, layout)
+    assert metrics["test"]["fused"]["accuracy"] == 1.0

@@ -97,9 +97,11 @@ def features_by_split(params: Params, layout: Layout, views: bool = False,
 def train(params: Params, layout: Layout, device: str | None = None, resume: bool = False) -> dict[str, Any]:
     """Train the fusion model named by `train.fusion` on the train split (model selection on val).
     Every epoch's state goes to `layout.train_checkpoint` (removed once the model is saved);
-    `resume` continues a killed run from there."""
+    `resume` continues a killed run from there. Under `torchrun`, data-parallel over its
+    processes (`mmops.training.distributed`), rank 0 alone writing."""
     from mmops.data.drift import build_profile, save_profile
     from mmops.models.checkpoint import checkpoint
+    from mmops.training import distributed
     from mmops.training.train import fit
 
     cache, data, frame = features_by_split(params, layout, views=True)
@@ -109,10 +111,14 @@ def train(params: Params, layout: Layout, device: str | None = None, resume: boo
     check_encoders(cache.encoders, {m.name: m.identity(torch.float32) for m in modalities},
                    made_by=str(layout.features), expected_by="params.yaml and the installed encoders",
                    ignore=("dtype", "device"), remedy="re-encode with `dvc repro -f featurize`")
-    dev = pick_device(device)
     tr, va = data["train"], data["val"]
-    result = fit(tr["features"], tr["target"], va["features"], va["target"], len(params.data.labels),
-                 params.train, dev, tr["present"], va["present"], checkpoint=layout.train_checkpoint, resume=resume)
+    with distributed.from_environment(device) as job:
+        dev = job.device(device) if job.enabled else pick_device(device)
+        result = fit(tr["features"], tr["target"], va["features"], va["target"], len(params.data.labels),
+                     params.train, dev, tr["present"], va["present"], checkpoint=layout.train_checkpoint,
+                     resume=resume, job=job)
+    if not job.main:
+        return {"rank": job.rank, "best_epoch": result.best_epoch}
     artifacts.save_torch(layout.model, checkpoint(
         result.model, list(params.data.labels), epoch=result.best_epoch, encoders=cache.encoders,
         modalities=[dataclasses.asdict(m) for m in params.modalities],
@@ -124,7 +130,7 @@ def train(params: Params, layout: Layout, device: str | None = None, resume: boo
                                                  modalities, params.drift.components, seen=frame))
     layout.train_checkpoint.unlink(missing_ok=True)  # the run is complete: nothing left to resume
     return {"best_epoch": result.best_epoch, "fusion": params.train.fusion, "device": str(dev),
-            "train_samples": int(len(tr["target"]))}  # augmented views included
+            "train_samples": int(len(tr["target"])), "processes": job.world_size}  # samples: views included
 
 
 def evaluate(params: Params, layout: Layout) -> dict[str, Any]:

@@ -8,17 +8,21 @@ import copy
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Any
 from pathlib import Path
 
 import torch
 from torch.nn import functional as F
-from torch.utils.data import DataLoader, TensorDataset
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+from tqdm import tqdm
 
 from mmops.config import TrainParams
 from mmops.models.fusion import FUSED, Features, FusionModel, Mask, all_present, build_fusion, fusion_options
 from mmops.models.predict import predict
 from mmops.progress import progress
 from mmops.training import resume as checkpoints
+from mmops.training.distributed import Dist
 
 log = logging.getLogger(__name__)
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
@@ -38,11 +42,15 @@ def seed_everything(seed: int) -> torch.Generator:
 
 
 def _loader(modalities: tuple[str, ...], features: Features, present: Mask, target: torch.Tensor, *,
-            batch_size: int, generator: torch.Generator, device: torch.device) -> DataLoader:
+            batch_size: int, generator: torch.Generator, device: torch.device, job: Dist, seed: int) -> DataLoader:
     # in the model's order: train_one_epoch unpacks them by model.modalities
-    tensors = [features[m] for m in modalities] + [present[m] for m in modalities]
-    return DataLoader(TensorDataset(*tensors, target), batch_size=batch_size, shuffle=True,
-                      generator=generator, pin_memory=device.type == "cuda")
+    dataset = TensorDataset(*[features[m] for m in modalities], *[present[m] for m in modalities], target)
+    if job.enabled:  # each process its share of every epoch's shuffled order (set_epoch reshuffles)
+        sampler = DistributedSampler(dataset, num_replicas=job.world_size, rank=job.rank, shuffle=True, seed=seed)
+        return DataLoader(dataset, batch_size=job.batch_size(batch_size), sampler=sampler,
+                          pin_memory=device.type == "cuda")
+    return DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=generator,
+                      pin_memory=device.type == "cuda")
 
 
 def drop_modalities(present: Mask, rate: float, generator: torch.Generator) -> Mask:
@@ -61,12 +69,29 @@ def drop_modalities(present: Mask, rate: float, generator: torch.Generator) -> M
     return {m: kept[:, i].to(present[m].device) for i, m in enumerate(names)}
 
 
+class TrainStep(torch.nn.Module):
+    """One training forward, the alignment loss included: DistributedDataParallel must see every
+    parameter a step uses inside the forward it wraps."""
+
+    def __init__(self, model: FusionModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: Features, present: Mask, has: Mask, align: bool) -> tuple[Any, torch.Tensor | None]:
+        out = self.model(batch, present)
+        return out, self.model.alignment.loss(out.embeddings, has) if align else None
+
+
 def train_one_epoch(model: FusionModel, optimizer: torch.optim.Optimizer, loader: DataLoader,
-                    device: torch.device, params: TrainParams, generator: torch.Generator) -> dict[str, float]:
+                    device: torch.device, params: TrainParams, generator: torch.Generator,
+                    forward: torch.nn.Module | None = None) -> dict[str, float]:
     """One pass over `loader`: the model's label loss (with `params.label_smoothing`, on masks
     hit by modality dropout drawn from `generator`), plus `params.contrastive_weight` times the
-    alignment loss (on the modalities each sample really has). Mean losses per sample."""
+    alignment loss (on the modalities each sample really has). Mean losses per sample.
+    `forward` is what runs the batch: `TrainStep(model)`, or its DDP wrapper."""
     model.train()
+    forward = forward or TrainStep(model)
+    align = model.alignment is not None and params.contrastive_weight > 0
     m = len(model.modalities)
     totals, count = {"train_loss": 0.0, "train_align_loss": 0.0}, 0
     for *tensors, target in loader:
@@ -75,11 +100,10 @@ def train_one_epoch(model: FusionModel, optimizer: torch.optim.Optimizer, loader
         has = dict(zip(model.modalities, tensors[m:]))
         present = drop_modalities(has, params.modality_dropout, generator)
         target = target.to(device, non_blocking=True)
-        out = model(batch, present)
+        out, align_loss = forward(batch, present, has, align)
         loss = model.loss(out.log_probs, target, present, params.label_smoothing)
         totals["train_loss"] += loss.item() * len(target)
-        if model.alignment is not None and params.contrastive_weight > 0:
-            align_loss = model.alignment.loss(out.embeddings, has)
+        if align_loss is not None:
             loss = loss + params.contrastive_weight * align_loss
             totals["train_align_loss"] += align_loss.item() * len(target)
         optimizer.zero_grad(set_to_none=True)
@@ -93,7 +117,7 @@ def fit(
     train: Features, y_train: torch.Tensor, val: Features, y_val: torch.Tensor,
     num_classes: int, params: TrainParams, device: torch.device,
     present_train: Mask | None = None, present_val: Mask | None = None,
-    checkpoint: Path | None = None, resume: bool = False,
+    checkpoint: Path | None = None, resume: bool = False, job: Dist = Dist(),
 ) -> FitResult:
     """Train the fusion model named by `params.fusion`. After each epoch the model is completed
     as it would be served (its validation step fitted on a copy), and the epoch whose served
@@ -101,14 +125,22 @@ def fit(
 
     With `checkpoint`, the whole training state is written there after every epoch; with
     `resume` too, a run killed mid-way continues from its last epoch and ends exactly as the
-    uninterrupted run would have (`mmops.training.resume`)."""
+    uninterrupted run would have (`mmops.training.resume`).
+
+    Under torchrun (`job`), each process trains on its share of every batch with the gradients
+    averaged (DistributedDataParallel), every process scores the whole validation split (so all
+    keep the same epoch), and only rank 0 logs and checkpoints.
+    """
+    if job.enabled and resume:
+        raise ValueError("--resume with several processes is not supported: resume in one process, or start afresh")
     present_train = all_present(train) if present_train is None else present_train
     present_val = all_present(val) if present_val is None else present_val
     absent = [m for m, p in present_train.items() if not bool(p.any())]
     if absent:
         raise ValueError(f"no training sample has modality {', '.join(absent)}: nothing to learn it from")
     generator = seed_everything(params.seed)
-    dropping = torch.Generator().manual_seed(params.seed + 1)  # its own stream: data order stays as it was
+    # its own stream (data order stays as it was), and each process its own draws
+    dropping = torch.Generator().manual_seed(params.seed + 1 + 7919 * job.rank)
     dims = {m: int(t.shape[1]) for m, t in train.items()}
     options = fusion_options(params.fusion, params.fusions.get(params.fusion))
     model = build_fusion(params.fusion, dims, num_classes, **options)
@@ -117,7 +149,10 @@ def fit(
     model.prepare(train, present_train)
     model.to(device)
     loader = _loader(model.modalities, train, present_train, y_train, batch_size=params.batch_size,
-                     generator=generator, device=device)
+                     generator=generator, device=device, job=job, seed=params.seed)
+    # the unused-parameter search: a head whose modality dropout hid in a whole batch gets no gradient
+    forward = DistributedDataParallel(TrainStep(model), device_ids=[device.index] if device.type == "cuda" else None,
+                                      find_unused_parameters=True) if job.enabled else TrainStep(model)
     optimizer = OPTIMIZERS[params.optimizer](model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(params.epochs, 1))
     history: list[dict[str, float]] = []
@@ -125,6 +160,7 @@ def fit(
     streams = {"data": generator, "dropping": dropping}
     run = checkpoints.fingerprint(params, [*train.values(), *present_train.values(), y_train, *val.values(),
                                            *present_val.values(), y_val]) if checkpoint else ""
+    checkpoint = checkpoint if job.main else None
     state = checkpoints.load(checkpoint, run) if checkpoint and resume else None
     if state is not None:
         model.load_state_dict(state["model"])
@@ -134,10 +170,17 @@ def fit(
         history, best_state, best_epoch, best_loss = state["history"], state["best_state"], state["best_epoch"], \
             state["best_loss"]
     first = len(history) + 1
-    bar, start = progress(params.epochs, f"train {params.fusion}", "epoch"), time.perf_counter()
+    bar = progress(params.epochs, f"train {params.fusion}", "epoch") if job.main else tqdm(disable=True)
+    start = time.perf_counter()
     bar.update(first - 1)
     for epoch in range(first, params.epochs + 1):
-        losses = train_one_epoch(model, optimizer, loader, device, params, dropping)
+        if job.enabled:
+            loader.sampler.set_epoch(epoch)
+        losses = train_one_epoch(model, optimizer, loader, device, params, dropping, forward)
+        if job.enabled:  # every process's mean, weighted by its samples: the epoch's mean
+            n = len(loader.sampler)
+            summed = job.sum({**{k: v * n for k, v in losses.items()}, "samples": n})
+            losses = {k: summed[k] / summed["samples"] for k in losses}
         scheduler.step()
         served = copy.deepcopy(model)
         served.fit_on_validation(predict(served, val, device, present_val).log_probs, y_val, present_val)
@@ -163,11 +206,14 @@ def fit(
                         samples_s=f"{ran * len(y_train) / (time.perf_counter() - start):.0f}", refresh=False)
         bar.update(1)
     bar.close()
+    job.check_in_sync(model)
     seconds, ran = time.perf_counter() - start, params.epochs - first + 1
-    log.info("train %s: %d epochs in %.1f s (%.0f samples/s)%s; kept epoch %d (val loss %.4f, val accuracy %.3f)",
-             params.fusion, ran, seconds, ran * len(y_train) / max(seconds, 1e-9),
-             f", resumed after epoch {first - 1}" if first > 1 else "", best_epoch,
-             best_loss, history[best_epoch - 1]["val_acc"] if best_epoch else float("nan"))
+    if job.main:
+        log.info("train %s: %d epochs in %.1f s (%.0f samples/s)%s%s; kept epoch %d (val loss %.4f, val accuracy %.3f)",
+                 params.fusion, ran, seconds, ran * len(y_train) / max(seconds, 1e-9),
+                 f", resumed after epoch {first - 1}" if first > 1 else "",
+                 f", {job.world_size} processes" if job.enabled else "", best_epoch,
+                 best_loss, history[best_epoch - 1]["val_acc"] if best_epoch else float("nan"))
     if best_state is None:
         raise ValueError(f"training diverged: the validation loss was never finite (last: {history[-1]})")
     model.load_state_dict(best_state)
