@@ -147,6 +147,18 @@ MUTATIONS = {
         "None",
         "tests/unit/training/test_resume.py::test_a_run_killed_mid_way_and_resumed_ends_with_the_uninterrupted_runs_weights",
     ),
+    "serving encodes a fine-tuned model's images with the packaged encoder": (
+        "src/mmops/serving/pyfunc.py",
+        "self.encoders[m.name] = m.encoder(device, dtype, tuned.get(m.name))",
+        "self.encoders[m.name] = m.encoder(device, dtype)",
+        "tests/unit/training/test_finetune.py::test_serving_encodes_with_the_models_own_encoder_and_answers_as_evaluate_does",
+    ),
+    "evaluate scores a fine-tuned model on the pretrained encoder's cached features": (
+        "src/mmops/stages/model.py",
+        'test["features"][m.name] = _encode_with(m, ckpt, test_rows, test["present"][m.name], params)',
+        "pass",
+        "tests/unit/training/test_finetune.py::test_evaluate_scores_the_test_images_through_the_fine_tuned_encoder",
+    ),
 }
 
 COPIED = ("src", "tests", "params.yaml", "dvc.yaml", "data.dvc", "constraints.txt", "pyproject.toml",

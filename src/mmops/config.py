@@ -131,6 +131,13 @@ class TrainParams:
     # weight beside the label loss (0: none) and the shared space's width
     contrastive_weight: float = 0.0
     contrastive_dim: int = 128
+    # frozen: heads on the cached features. finetune: each modality whose encoder can be trained
+    # (the image's) is trained end to end with the head, from its pretrained weights, on
+    # augmented inputs (augment.strength, on the fly), for `finetune_epochs`, at `encoder_lr`.
+    mode: str = "frozen"
+    encoder_lr: float = 1e-4
+    finetune_epochs: int = 5
+    workers: int = 0  # DataLoader worker processes that load and augment inputs (finetune)
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or not 0 <= self.modality_dropout < 1:
@@ -141,6 +148,10 @@ class TrainParams:
         if not 0 <= self.label_smoothing < 1 or self.contrastive_weight < 0 or self.contrastive_dim < 1:
             raise ValueError("params.yaml: train needs 0 <= label_smoothing < 1, contrastive_weight >= 0, "
                              "contrastive_dim >= 1")
+        if self.mode not in ("frozen", "finetune"):
+            raise ValueError(f"params.yaml: train.mode must be frozen or finetune, got {self.mode!r}")
+        if self.encoder_lr <= 0 or self.finetune_epochs < 1 or self.workers < 0:
+            raise ValueError("params.yaml: train needs encoder_lr > 0, finetune_epochs >= 1, workers >= 0")
         if not all(isinstance(v, dict) for v in self.fusions.values()):
             raise ValueError("params.yaml: train.fusions maps each method to its options (a mapping)")
 

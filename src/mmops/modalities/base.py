@@ -8,6 +8,7 @@ modalities declared in params.yaml and never name one.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -136,18 +137,28 @@ class Modality(ABC):
 
     # -- features --------------------------------------------------------------------------
     @abstractmethod
-    def encoder(self, device: torch.device, dtype: torch.dtype) -> Encoder:
-        """The frozen encoder, computing in `dtype` (autocast) on `device`."""
+    def encoder(self, device: torch.device, dtype: torch.dtype, weights: Weights | None = None) -> Encoder:
+        """The frozen encoder, computing in `dtype` (autocast) on `device`; with `weights` (a
+        fine-tuned model's, see `trainable`), those instead of the pretrained ones."""
+
+    def trainable(self) -> tuple[torch.nn.Module, Callable[[Any], torch.Tensor]] | None:
+        """For a modality whose encoder can be fine-tuned (`train.mode: finetune`): a fresh
+        pretrained encoder module (batch of inputs -> features) and the transform that turns one
+        loaded value into its input tensor. None: its features stay the cached, frozen ones."""
+        return None
 
     def input_size(self) -> int:
         """The encoder's input size (pixels per side, tokens, ...), part of its identity."""
         return 0
 
-    def identity(self, dtype: torch.dtype, device: torch.device | str = "cpu") -> dict[str, Any]:
+    def identity(self, dtype: torch.dtype, device: torch.device | str = "cpu",
+                 weights: Weights | None = None) -> dict[str, Any]:
         """What made (or would make) this modality's features: stored with the features and the
         model, and compared wherever features are made or used. The kind of device counts as
-        much as the precision: CUDA and CPU kernels (bf16 autocast above all) give other numbers."""
-        return {
+        much as the precision: CUDA and CPU kernels (bf16 autocast above all) give other numbers.
+        A fine-tuned encoder adds a hash of its `weights`, so the pretrained one never passes for it."""
+        fine_tuned = {"weights": weights_digest(weights)} if weights is not None else {}
+        return fine_tuned | {
             "modality": self.name,
             "encoder": self.spec.encoder,
             "packages": {p: installed_version(p) for p in self.encoders[self.spec.encoder].packages},
@@ -166,6 +177,19 @@ class Modality(ABC):
     @abstractmethod
     def to_request(self, value: str, root: Path) -> str:
         """A manifest value in the form a request carries it (for the input example)."""
+
+
+Weights = dict[str, torch.Tensor]  # an encoder's state dict
+
+
+def weights_digest(weights: Weights) -> str:
+    """sha256 over an encoder's tensors, by name: the same weights give the same digest."""
+    digest = hashlib.sha256()
+    for name in sorted(weights):
+        tensor = weights[name].detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def present(value: Any) -> bool:

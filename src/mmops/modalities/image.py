@@ -16,7 +16,7 @@ from PIL import Image
 from mmops.modalities.image_augment import augment_image
 from mmops.modalities.media import MODES, MediaError, content_hash, decode_image, load_image, resolve_media
 from mmops.modalities.image_encoder import IMAGE_DIM, ImageEncoder, ImagePreset, encode_images
-from mmops.modalities.base import EncoderSpec, Modality, present
+from mmops.modalities.base import EncoderSpec, Modality, Weights, present
 
 
 @dataclass(frozen=True)
@@ -32,8 +32,10 @@ class ImageOptions:
 class ImageFeaturizer:
     """The frozen image encoder with its preset: PIL images (or sources read with `load`) in."""
 
-    def __init__(self, size: int, device: torch.device, dtype: torch.dtype) -> None:
+    def __init__(self, size: int, device: torch.device, dtype: torch.dtype, weights: Weights | None = None) -> None:
         self.model, self.preset = ImageEncoder(image_size=size), ImagePreset(size=size)
+        if weights is not None:  # a fine-tuned model's own encoder
+            self.model.load_state_dict(weights)
         self.device, self.dtype = device, dtype
 
     def __call__(self, sources: Sequence[Any], *, batch_size: int,
@@ -120,8 +122,12 @@ class ImageModality(Modality):
         view.save(path, format="PNG")  # lossless, and the same pixels give the same bytes
         return path.relative_to(folder).as_posix()
 
-    def encoder(self, device: torch.device, dtype: torch.dtype) -> ImageFeaturizer:
-        return ImageFeaturizer(self.options.size, device, dtype)
+    def encoder(self, device: torch.device, dtype: torch.dtype, weights: Weights | None = None) -> ImageFeaturizer:
+        return ImageFeaturizer(self.options.size, device, dtype, weights)
+
+    def trainable(self) -> tuple[ImageEncoder, ImagePreset]:
+        size = self.options.size
+        return ImageEncoder(image_size=size), ImagePreset(size=size)
 
     def input_size(self) -> int:
         return self.options.size

@@ -12,7 +12,7 @@ import torch
 
 from mmops.modalities.text_augment import augment_text
 from mmops.modalities.text_encoder import TEXT_DIM, TextEncoder
-from mmops.modalities.base import EncoderSpec, Modality, present
+from mmops.modalities.base import EncoderSpec, Modality, Weights, present
 
 
 def normalise_text(value: str) -> str:
@@ -78,7 +78,9 @@ class TextModality(Modality):
         """Short names dropped, words dropped or swapped: `text_augment.augment_text`."""
         return self.normalise(augment_text(loaded, strength, seed))
 
-    def encoder(self, device: torch.device, dtype: torch.dtype) -> TextFeaturizer:
+    def encoder(self, device: torch.device, dtype: torch.dtype, weights: Weights | None = None) -> TextFeaturizer:
+        if weights is not None:
+            raise ValueError("the text encoder is not fine-tuned: it takes no weights of its own")
         return TextFeaturizer(device, dtype)
 
     def input_size(self) -> int:

@@ -9,11 +9,14 @@ from mmops.models.fusion import FusionModel, build_fusion
 
 
 def checkpoint(model: FusionModel, classes: list[str], *, epoch: int, encoders: dict[str, dict[str, Any]],
-               modalities: list[dict[str, Any]]) -> dict[str, Any]:
+               modalities: list[dict[str, Any]], encoder_weights: dict[str, Any] | None = None) -> dict[str, Any]:
     """One dict with everything needed to rebuild and serve `model` (loadable with
     weights_only=True): the architecture and its arguments, the weights, the classes, the epoch
-    kept, and what made the features (`encoders`, `modalities`), which serving must reproduce."""
+    kept, and what made the features (`encoders`, `modalities`), which serving must reproduce.
+    A fine-tuned model carries its fine-tuned encoders' weights (`encoder_weights`, by
+    modality): evaluate and serving encode with those, not the packaged ones."""
     return {
+        "encoder_weights": dict(encoder_weights or {}),
         "fusion": {"method": model.method, "arguments": model.arguments(),
                    "alignment": model.alignment.dim if model.alignment is not None else None},
         "model": model.state_dict(),

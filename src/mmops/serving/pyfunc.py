@@ -70,17 +70,19 @@ class MultimodalClassifier(mlflow.pyfunc.PythonModel):
         self.model = model_from_checkpoint(ckpt).to(self.device)
         # Encode the way the training features were made: same encoders, same precision (bf16
         # autocast works on CPU too), same kind of device, else refuse to load: a CUDA-made
-        # model on a CPU-only host is refused, not served with numbers it never saw.
+        # model on a CPU-only host is refused, not served with numbers it never saw. A fine-tuned
+        # encoder comes from the model itself, its weights checked against the hash it records.
         self.encoders = {}
+        tuned = ckpt.get("encoder_weights", {})
         for m in self.modalities:
             made = ckpt["encoders"][m.name]
             device = encoder_device(made.get("device"), self.device)
             dtype = feature_dtype(made["dtype"], device)
-            check_encoders({m.name: made}, {m.name: m.identity(dtype, device)},
+            check_encoders({m.name: made}, {m.name: m.identity(dtype, device, tuned.get(m.name))},
                            made_by="the model's training features", expected_by="this serving environment",
                            remedy="serve it where its features were made (a CUDA host for CUDA features), "
                                   "or retrain with `mmops stage featurize --device cpu` for CPU serving")
-            self.encoders[m.name] = m.encoder(device, dtype)
+            self.encoders[m.name] = m.encoder(device, dtype, tuned.get(m.name))
 
     def _check(self, frame: pd.DataFrame) -> None:
         """Refuse a request as a whole before any decoding: no known column, no records, too

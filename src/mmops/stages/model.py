@@ -14,7 +14,7 @@ from mmops import artifacts
 from mmops.config import Layout, Params
 from mmops.data.manifest import ID, LABEL
 from mmops.data.split import SPLITS
-from mmops.device import pick_device
+from mmops.device import feature_dtype, pick_device
 from mmops.features import shards
 from mmops.features.cache import FeatureCache, check_encoders
 from mmops.modalities import build_modalities
@@ -114,14 +114,21 @@ def train(params: Params, layout: Layout, device: str | None = None, resume: boo
     tr, va = data["train"], data["val"]
     with distributed.from_environment(device) as job:
         dev = job.device(device) if job.enabled else pick_device(device)
-        result = fit(tr["features"], tr["target"], va["features"], va["target"], len(params.data.labels),
-                     params.train, dev, tr["present"], va["present"], checkpoint=layout.train_checkpoint,
-                     resume=resume, job=job)
+        if params.train.mode == "finetune":
+            if job.enabled or resume:
+                raise ValueError("train.mode finetune runs in one process, from the start: --resume and torchrun "
+                                 "apply to the frozen mode for now")
+            result, encoders, weights = _finetune(params, layout, cache, data, frame, modalities, dev)
+        else:
+            result = fit(tr["features"], tr["target"], va["features"], va["target"], len(params.data.labels),
+                         params.train, dev, tr["present"], va["present"], checkpoint=layout.train_checkpoint,
+                         resume=resume, job=job)
+            encoders, weights = cache.encoders, {}
     if not job.main:
         return {"rank": job.rank, "best_epoch": result.best_epoch}
     artifacts.save_torch(layout.model, checkpoint(
-        result.model, list(params.data.labels), epoch=result.best_epoch, encoders=cache.encoders,
-        modalities=[dataclasses.asdict(m) for m in params.modalities],
+        result.model, list(params.data.labels), epoch=result.best_epoch, encoders=encoders,
+        modalities=[dataclasses.asdict(m) for m in params.modalities], encoder_weights=weights,
     ))
     # committed for `dvc plots`: 4 decimals, as float kernels differ in the last bits between CPUs
     artifacts.write_csv(layout.history, pd.DataFrame(result.history).round(DECIMALS))
@@ -129,8 +136,38 @@ def train(params: Params, layout: Layout, device: str | None = None, resume: boo
     save_profile(layout.reference, build_profile(frame[frame["split"] == "train"], cache, params.data.root,
                                                  modalities, params.drift.components, seen=frame))
     layout.train_checkpoint.unlink(missing_ok=True)  # the run is complete: nothing left to resume
-    return {"best_epoch": result.best_epoch, "fusion": params.train.fusion, "device": str(dev),
-            "train_samples": int(len(tr["target"])), "processes": job.world_size}  # samples: views included
+    return {"best_epoch": result.best_epoch, "fusion": params.train.fusion, "mode": params.train.mode,
+            "device": str(dev), "train_samples": int(len(tr["target"])), "processes": job.world_size,
+            "fine_tuned": sorted(weights)}  # train_samples: frozen mode's views included
+
+
+def _finetune(params: Params, layout: Layout, cache: FeatureCache, data: dict[str, dict[str, Any]],
+              frame: pd.DataFrame, modalities: tuple, device: torch.device) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """`train.mode: finetune`: the trainable encoders tuned with the head on the split's own rows
+    (augmented on the fly; the augment stage's views are for the frozen mode). The result, the
+    encoders' identities (a tuned one's with its weights' hash), and the tuned weights."""
+    from mmops.training.finetune import Split, fit_finetune
+
+    tuned = [m for m in modalities if m.trainable() is not None]
+    if not tuned:
+        raise ValueError("train.mode finetune: none of the modalities has an encoder that can be trained")
+    splits = {}
+    for name in ("train", "val"):
+        rows = frame[frame["split"] == name]
+        d = data[name]
+        n = len(rows)  # the split's own rows come first; the frozen mode's views after them
+        splits[name] = Split(ids=list(rows[ID]), values={m.name: list(rows[m.name]) for m in tuned},
+                             features={m: t[:n] for m, t in d["features"].items()},
+                             present={m: p[:n] for m, p in d["present"].items()}, target=d["target"][:n])
+    augment = params.augment if params.augment.enabled else None
+    result = fit_finetune(splits["train"], splits["val"], tuned, len(params.data.labels), params.train, augment,
+                          params.data.root, device)
+    encoders = dict(cache.encoders)
+    for m in tuned:
+        made = cache.encoders[m.name]  # the precision and device kind featurize used: evaluate and serving follow
+        encoders[m.name] = m.identity(feature_dtype(made["dtype"], device), made["device"],
+                                      weights=result.encoders[m.name])
+    return result, encoders, result.encoders
 
 
 def evaluate(params: Params, layout: Layout) -> dict[str, Any]:
@@ -148,15 +185,20 @@ def evaluate(params: Params, layout: Layout) -> dict[str, Any]:
     if list(ckpt["classes"]) != classes:
         raise ValueError(f"{layout.model} was trained for classes {list(ckpt['classes'])}, "
                          f"but params.yaml 'data.labels' is {classes}; retrain")
-    check_encoders(cache.encoders, ckpt["encoders"], made_by=str(layout.features), expected_by=str(layout.model))
+    # A fine-tuned encoder differs from the cached features' by its weights alone
+    check_encoders(cache.encoders, ckpt["encoders"], made_by=str(layout.features), expected_by=str(layout.model),
+                   ignore=("weights",))
     model = model_from_checkpoint(ckpt)
     test = data["test"]
+    test_rows = frame[frame["split"] == "test"]
+    for m in build_modalities(params.modalities):  # its own encoder makes a fine-tuned model's test features
+        if m.name in ckpt["encoder_weights"]:
+            test["features"][m.name] = _encode_with(m, ckpt, test_rows, test["present"][m.name], params)
     y = test["target"].numpy()
     out = predict(model, test["features"], torch.device("cpu"), test["present"])
     log_probs = {name: lp.numpy() for name, lp in out.log_probs.items()}
     # each modality alone is scored on the samples that have it; fused on all of them
     present = {name: p.numpy() for name, p in test["present"].items()}
-    test_rows = frame[frame["split"] == "test"]
     # intervals resample the split's groups, as the gate does (its resamples and seed)
     groups = test_rows["group"].to_numpy() if "group" in test_rows else None  # None: each row its own
     resampler = Resampler.of(groups, len(y), resamples=params.promote.bootstrap_resamples, seed=params.promote.seed)
@@ -168,6 +210,27 @@ def evaluate(params: Params, layout: Layout) -> dict[str, Any]:
     artifacts.write_json(layout.metrics, metrics)
     _write_tables(layout, test_rows, y, log_probs, present, classes)
     return metrics
+
+
+def _encode_with(modality: Any, ckpt: dict[str, Any], rows: pd.DataFrame, present: torch.Tensor,
+                 params: Params) -> torch.Tensor:
+    """`rows`' features from the fine-tuned encoder a checkpoint carries, as serving makes them:
+    its weights (checked against the hash the model records), precision and kind of device."""
+    made = ckpt["encoders"][modality.name]
+    weights = ckpt["encoder_weights"][modality.name]
+    device = torch.device(made["device"]) if made["device"] != "cuda" or torch.cuda.is_available() else None
+    if device is None:
+        raise ValueError(f"the model's {modality.name} encoder was fine-tuned on CUDA: evaluate it on a CUDA host")
+    dtype = feature_dtype(made["dtype"], device)
+    check_encoders({modality.name: made}, {modality.name: modality.identity(dtype, device, weights)},
+                   made_by="the model", expected_by="its fine-tuned weights")
+    out = torch.zeros(len(rows), modality.feature_dim)
+    mask = present.cpu()
+    if mask.any():
+        encode = modality.encoder(device, dtype, weights)
+        out[mask] = encode(list(rows.loc[mask.numpy(), modality.name]), batch_size=params.featurize.batch_size,
+                           load=lambda value: modality.load(value, params.data.root))
+    return out
 
 
 def _write_tables(layout: Layout, test_rows: pd.DataFrame, y: Any, log_probs: dict[str, Any],

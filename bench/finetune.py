@@ -1,0 +1,95 @@
+"""Frozen against fine-tuned, side by side in one run, in-domain and under a change of art style.
+Each setting trains with the train stage's own code (in a scratch copy of the artifacts it
+reads), is scored by the evaluate stage on the sample's test split, and then served (the
+pyfunc model, with its own encoder) the Twitter renderings of the same test ids
+(`shift/twitter`): fused, image only and text only (a request with just that column).
+
+    .venv/bin/python bench/finetune.py                                   # after `make run`
+    .venv/bin/python bench/finetune.py --settings frozen finetune:5:0.5 finetune:5:0
+
+A setting is `frozen`, or `finetune:<epochs>:<image augmentation strength>` (0: none).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+from sklearn.metrics import accuracy_score, f1_score
+
+from mmops import artifacts, stages
+from mmops.config import ID, LABEL, Layout, load_params
+from mmops.modalities import build_modalities, requests_for
+from mmops.serving.pyfunc import MultimodalClassifier
+
+
+def configure(params, setting: str):
+    if setting == "frozen":
+        return dataclasses.replace(params, train=dataclasses.replace(params.train, mode="frozen"))
+    _, epochs, strength = setting.split(":")
+    augment = dataclasses.replace(params.augment, enabled=float(strength) > 0,
+                                  strength={**params.augment.strength, "image": float(strength)})
+    return dataclasses.replace(params, augment=augment, train=dataclasses.replace(
+        params.train, mode="finetune", finetune_epochs=int(epochs)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--artifacts", default="artifacts")
+    parser.add_argument("--shift", default="shift/twitter")
+    parser.add_argument("--settings", nargs="+", default=["frozen", "finetune:5:0.5", "finetune:5:0"])
+    parser.add_argument("--device", default=None, help="override the automatic choice (cuda/cpu)")
+    args = parser.parse_args()
+    base, source = load_params(Path(args.params)), Layout(Path(args.artifacts))
+    modalities = build_modalities(base.modalities)
+    frame = artifacts.read_csv(source.split_manifest)
+    test = frame[frame["split"] == "test"]
+    shift_root = Path(args.shift)
+    shift = artifacts.read_csv(shift_root / "metadata.csv").set_index(ID)
+    rows = shift.loc[[s for s in test[ID] if s in shift.index]].reset_index()
+    print(f"test split: {len(test)} rows; {args.shift}: {len(rows)} of them", flush=True)
+    table = []
+    for setting in args.settings:
+        params = configure(base, setting)
+        with tempfile.TemporaryDirectory() as scratch:
+            layout = Layout(Path(scratch) / "artifacts")
+            for path in (source.split_manifest, source.features):
+                target = layout.root / path.relative_to(source.root)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(path, target)
+            shutil.copytree(source.augment, layout.augment)
+            start = time.perf_counter()
+            trained = stages.train(params, layout, device=args.device)
+            seconds = time.perf_counter() - start
+            sample = stages.evaluate(params, layout)["test"]
+            served = MultimodalClassifier()
+            served.load_context(SimpleNamespace(artifacts={"checkpoint": str(layout.model)},
+                                                model_config={"max_records": len(rows)}))
+            requests = requests_for(rows, modalities, shift_root)
+            twitter = {}
+            for name, columns in (("fused", list(requests)), *((m.name, [m.name]) for m in modalities)):
+                answers = served.predict(None, requests[columns])["label"]
+                twitter[name] = (accuracy_score(rows[LABEL], answers),
+                                 f1_score(rows[LABEL], answers, average="macro", labels=list(params.data.labels),
+                                          zero_division=0))
+        table.append((setting, trained, seconds, sample, twitter))
+        print(f"  {setting}: trained in {seconds:.0f} s on {trained['device']}", flush=True)
+
+    print("\n| setting | train s | sample fused acc / F1 | sample image | sample text | Twitter fused | "
+          "Twitter image | Twitter text |")
+    print("|---|---|---|---|---|---|---|---|")
+    for setting, trained, seconds, sample, twitter in table:
+        s = {k: f"{v['accuracy']:.3f} / {v['macro_f1']:.3f}" for k, v in sample.items()}
+        t = {k: f"{a:.3f} / {f:.3f}" for k, (a, f) in twitter.items()}
+        print(f"| {setting} | {seconds:.0f} | {s['fused']} | {s['image']} | {s['text']} | {t['fused']} | "
+              f"{t['image']} | {t['text']} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,211 @@
+"""Fine-tuning (`train.mode: finetune`): each modality whose encoder can be trained (the image's)
+learns end to end with the fusion head, from its pretrained weights, on inputs augmented on the
+fly (`augment.strength`, a new view every epoch); the other modalities keep their cached
+features. It starts from the frozen mode's head, trained first on the cached features (linear
+probing, then fine-tuning: Kumar et al. 2022, "Fine-Tuning can Distort Pretrained Features"):
+a random head would send large, random gradients into the pretrained encoder at the start.
+The encoder computes as in inference (BatchNorm keeps its pretrained statistics: batches of
+emoji are no ImageNet; no stochastic depth), only its weights learn; the encoder
+learns at `train.encoder_lr` and the already trained head at a tenth of `train.lr`, so the
+encoder adapts without forgetting. Model selection is the frozen path's: after each epoch the validation split is
+encoded by the current encoder, the head completed as served, and the epoch with the lowest
+fused validation loss kept, its encoder weights with it.
+
+On CUDA: bf16 autocast, pinned memory, `train.workers` loader processes, cuDNN autotuning (the
+inputs have one size); on the CPU, float32.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from mmops.config import AugmentParams, TrainParams
+from mmops.data.augment import view_seed
+from mmops.modalities.base import Modality, Weights, present
+from mmops.models.fusion import FUSED, Features, FusionModel, Mask
+from mmops.models.predict import predict
+from mmops.progress import progress
+from mmops.training.train import OPTIMIZERS, drop_modalities, fit, seed_everything
+
+log = logging.getLogger(__name__)
+HEAD_LR_SCALE = 0.1  # the head is trained already: at the full rate it would undo that while the encoder moves
+
+
+@dataclass
+class Split:
+    """One split for fine-tuning: its rows' ids and raw values of each tuned modality ("" where
+    absent), and the cached features, presence masks and labels of every modality."""
+
+    ids: list[str]
+    values: dict[str, list[str]]
+    features: Features
+    present: Mask
+    target: torch.Tensor
+
+
+@dataclass
+class FineTuned:
+    model: FusionModel
+    encoders: dict[str, Weights]  # the kept epoch's weights of each tuned encoder
+    best_epoch: int
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+class _Inputs(Dataset):
+    """Row i: each tuned modality's input tensor (zeros where absent), augmented when
+    `augment` is given (a new view each `epoch`, seeded by sample, epoch and modality)."""
+
+    def __init__(self, split: Split, tuned: dict[str, tuple[Modality, Any]], root: Path,
+                 augment: AugmentParams | None, blank: dict[str, torch.Tensor] | None = None) -> None:
+        self.split, self.tuned, self.root, self.augment, self.epoch = split, tuned, root, augment, 0
+        # what an absent value becomes (masked out later): zeros shaped like a present one's input
+        self.blank = blank or {name: torch.zeros_like(transform(m.load(next(v for v in split.values[name]
+                                                                            if present(v)), root)))
+                               for name, (m, transform) in tuned.items()}
+
+    def __len__(self) -> int:
+        return len(self.split.ids)
+
+    def __getitem__(self, i: int) -> tuple[list[torch.Tensor], int]:
+        out = []
+        for name, (m, transform) in self.tuned.items():
+            value = self.split.values[name][i]
+            if not present(value):
+                out.append(self.blank[name])
+                continue
+            loaded = m.load(value, self.root)
+            strength = self.augment.strength.get(name, 0.0) if self.augment else 0.0
+            if strength:
+                loaded = m.augment(loaded, strength, view_seed(self.augment.seed, self.split.ids[i], self.epoch, name))
+            out.append(transform(loaded))
+        return out, i
+
+
+class Tuned(nn.Module):
+    """The fusion head over trainable encoders (for the tuned modalities) and cached features
+    (for the rest)."""
+
+    def __init__(self, head: FusionModel, encoders: dict[str, nn.Module]) -> None:
+        super().__init__()
+        self.head, self.encoders = head, nn.ModuleDict(encoders)
+
+    def features(self, inputs: dict[str, torch.Tensor], cached: Features) -> Features:
+        return {m: self.encoders[m](inputs[m]).float() if m in self.encoders else cached[m]
+                for m in self.head.modalities}
+
+    def forward(self, inputs: dict[str, torch.Tensor], cached: Features, present_: Mask) -> Any:
+        return self.head(self.features(inputs, cached), present_)
+
+    def train(self, mode: bool = True) -> Tuned:
+        # The encoders compute as in inference, only their weights learn: BatchNorm keeps its
+        # pretrained statistics, and EfficientNet's stochastic depth stays off (the probed head
+        # was trained on features made without it; with it, the first epochs undo the probe).
+        super().train(mode)
+        self.encoders.eval()
+        return self
+
+
+def _encode(model: Tuned, loader: DataLoader, split: Split, device: torch.device) -> Features:
+    """Every modality's features of `split`: the tuned ones from the current encoders."""
+    model.eval()
+    parts: dict[str, list[torch.Tensor]] = {m: [] for m in model.encoders}
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        for inputs, _ in loader:
+            for name, tensor in zip(model.encoders, inputs):
+                parts[name].append(model.encoders[name](tensor.to(device, non_blocking=True)).float().cpu())
+    return {m: torch.cat(parts[m]) if m in parts else split.features[m] for m in model.head.modalities}
+
+
+def _weights(model: Tuned) -> dict[str, Weights]:
+    return {n: {k: v.detach().cpu().clone() for k, v in e.state_dict().items()} for n, e in model.encoders.items()}
+
+
+def fit_finetune(train: Split, val: Split, tuned: list[Modality], num_classes: int, params: TrainParams,
+                 augment: AugmentParams | None, root: Path, device: torch.device) -> FineTuned:
+    """The head named by `params.fusion` trained on the cached features (the frozen mode), then
+    the `tuned` modalities' encoders fine-tuned with it for `params.finetune_epochs`; the epoch
+    whose served, fused prediction has the lowest validation loss is kept (head and encoders;
+    the probed head alone, as epoch 0, if no epoch beats it). Test data never enters here."""
+    probed = fit(train.features, train.target, val.features, val.target, num_classes, params, device,
+                 train.present, val.present)
+    head = probed.model  # standardised with the pretrained features' statistics, as it stays
+    generator = seed_everything(params.seed)
+    dropping = torch.Generator().manual_seed(params.seed + 1)
+    parts = {m.name: (m, *m.trainable()) for m in tuned}
+    model = Tuned(head, {name: encoder.requires_grad_(True) for name, (_, encoder, _) in parts.items()}).to(device)
+    transforms = {name: (m, transform) for name, (m, _, transform) in parts.items()}
+    encoder_params = [p for e in model.encoders.values() for p in e.parameters()]
+    optimizer = OPTIMIZERS[params.optimizer]([{"params": head.parameters(), "lr": params.lr * HEAD_LR_SCALE},
+                                              {"params": encoder_params, "lr": params.encoder_lr}],
+                                             weight_decay=params.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=params.finetune_epochs)
+    cuda = device.type == "cuda"
+    loading = {"num_workers": params.workers, "pin_memory": cuda, "batch_size": params.batch_size}
+    train_inputs = _Inputs(train, transforms, root, augment)
+    loader = DataLoader(train_inputs, shuffle=True, generator=generator, **loading)
+    val_loader = DataLoader(_Inputs(val, transforms, root, None, train_inputs.blank), shuffle=False, **loading)
+    align = head.alignment is not None and params.contrastive_weight > 0
+    history: list[dict[str, float]] = []
+    best: tuple[dict, dict[str, Weights]] = (copy.deepcopy(head.state_dict()), _weights(model))
+    best_epoch, best_loss = 0, probed.history[probed.best_epoch - 1]["val_loss"]
+    bar, start = progress(params.finetune_epochs, f"finetune {params.fusion}", "epoch"), time.perf_counter()
+    # fixed-size inputs: let cuDNN pick its fastest kernels (bf16 numbers are not bit-stable anyway)
+    with torch.backends.cudnn.flags(enabled=True, benchmark=cuda, deterministic=False, allow_tf32=cuda):
+        for epoch in range(1, params.finetune_epochs + 1):
+            train_inputs.epoch = epoch
+            model.train()
+            totals, count = {"train_loss": 0.0, "train_align_loss": 0.0}, 0
+            for inputs, index in loader:
+                batch = dict(zip(model.encoders, (t.to(device, non_blocking=True) for t in inputs)))
+                cached = {m: train.features[m][index].to(device) for m in head.modalities}
+                has = {m: train.present[m][index].to(device) for m in head.modalities}
+                present_ = drop_modalities(has, params.modality_dropout, dropping)
+                target = train.target[index].to(device)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+                    out = model(batch, cached, present_)
+                    loss = head.loss(out.log_probs, target, present_, params.label_smoothing)
+                    align_loss = head.alignment.loss(out.embeddings, has) if align else None
+                totals["train_loss"] += loss.item() * len(target)
+                if align_loss is not None:
+                    totals["train_align_loss"] += align_loss.item() * len(target)
+                    loss = loss + params.contrastive_weight * align_loss
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                count += len(target)
+            scheduler.step()
+            val_features = _encode(model, val_loader, val, device)
+            served = copy.deepcopy(head)
+            served.fit_on_validation(predict(served, val_features, device, val.present).log_probs, val.target,
+                                     val.present)
+            val_lp = predict(served, val_features, device, val.present).log_probs
+            row: dict[str, float] = {"epoch": epoch, **{k: v / max(count, 1) for k, v in totals.items()}}
+            for name in (FUSED, *head.modalities):
+                suffix = "" if name == FUSED else f"_{name}"
+                rows = torch.ones_like(val.target, dtype=torch.bool) if name == FUSED else val.present[name].cpu()
+                row[f"val_loss{suffix}"] = float(F.nll_loss(val_lp[name][rows], val.target[rows]))
+                row[f"val_acc{suffix}"] = float((val_lp[name][rows].argmax(1) == val.target[rows]).float().mean())
+            history.append(row)
+            if row["val_loss"] < best_loss:
+                best, best_epoch, best_loss = (copy.deepcopy(served.state_dict()), _weights(model)), epoch, \
+                    row["val_loss"]
+            bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_loss=f"{row['val_loss']:.3f}", refresh=False)
+            bar.update(1)
+    bar.close()
+    seconds = time.perf_counter() - start
+    log.info("finetune %s (%s): %d epochs in %.1f s (%.1f samples/s on %s); kept epoch %d (val loss %.4f; "
+             "the probed head's %.4f)", params.fusion, ", ".join(parts), params.finetune_epochs, seconds,
+             params.finetune_epochs * len(train.ids) / max(seconds, 1e-9), device, best_epoch, best_loss,
+             probed.history[probed.best_epoch - 1]["val_loss"])
+    head.load_state_dict(best[0])
+    return FineTuned(model=head.cpu().eval(), encoders=best[1], best_epoch=best_epoch, history=history)

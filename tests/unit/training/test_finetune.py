@@ -1,0 +1,140 @@
+"""train.mode finetune: the image encoder trained end to end with the head on a small real
+subset; the model carries its own encoder, which evaluate and serving use, and which a
+pretrained-only identity never passes for."""
+
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+import torch
+
+from mmops import artifacts, stages
+from mmops.config import Layout
+from mmops.features.cache import EncoderMismatch
+from mmops.modalities.base import weights_digest
+from mmops.models.predict import predict
+from tests.conftest import make_params, modalities_of, subset_of_sample
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def tuned(sample_dir, tmp_path_factory):
+    """A model fine-tuned for 2 epochs on 4 emoji a class, with the frozen model of the same data."""
+    tmp = tmp_path_factory.mktemp("finetune")
+    root = subset_of_sample(sample_dir, tmp / "data", per_class=4)
+    params = make_params(root, split={"val_fraction": 0.25, "test_fraction": 0.25},
+                         augment={"enabled": True, "strength": {"image": 0.5, "text": 0.5}},
+                         # a barely probed head (1 epoch), so that fine-tuning has room to win on validation
+                         train={"mode": "finetune", "epochs": 1, "finetune_epochs": 2, "batch_size": 8,
+                                "encoder_lr": 0.005})
+    layout = Layout(tmp / "artifacts")
+    for name in ("clean", "split", "augment", "featurize"):
+        getattr(stages, name)(params, layout, **({"device": "cpu"} if name == "featurize" else {}))
+    result = stages.train(params, layout, device="cpu")
+    return params, layout, result
+
+
+def _pretrained(params):
+    [image] = [m for m in modalities_of(params) if m.name == "image"]
+    encoder, _ = image.trainable()
+    return image, encoder.state_dict()
+
+
+def test_the_model_carries_its_fine_tuned_encoder_and_its_hash(tuned):
+    params, layout, result = tuned
+    assert result["mode"] == "finetune" and result["fine_tuned"] == ["image"]
+    ckpt = artifacts.load_torch(layout.model)
+    weights = ckpt["encoder_weights"]["image"]
+    image, pretrained = _pretrained(params)
+    assert set(weights) == set(pretrained)
+    changed = [k for k in weights if weights[k].is_floating_point() and not torch.equal(weights[k], pretrained[k])]
+    assert changed, "the encoder learned nothing"
+    assert ckpt["encoders"]["image"]["weights"] == weights_digest(weights)
+    assert "weights" not in ckpt["encoders"]["text"]  # the text encoder stays the packaged one
+    assert len(pd.read_csv(layout.history)) == params.train.finetune_epochs
+
+
+def test_batchnorm_keeps_its_pretrained_statistics(tuned):
+    params, layout, _ = tuned
+    weights = artifacts.load_torch(layout.model)["encoder_weights"]["image"]
+    _, pretrained = _pretrained(params)
+    stats = [k for k in weights if k.endswith(("running_mean", "running_var"))]
+    assert stats and all(torch.equal(weights[k], pretrained[k]) for k in stats)
+
+
+def test_evaluate_scores_the_test_images_through_the_fine_tuned_encoder(tuned):
+    params, layout, _ = tuned
+    metrics = stages.evaluate(params, layout)
+    ckpt = artifacts.load_torch(layout.model)
+    frame = artifacts.read_csv(layout.split_manifest)
+    test = frame[frame["split"] == "test"]
+    image = [m for m in modalities_of(params) if m.name == "image"][0]
+    tuned_features = image.encoder(CPU, torch.float32, ckpt["encoder_weights"]["image"])(
+        list(test["image"]), batch_size=16, load=lambda v: image.load(v, params.data.root))
+    pretrained_features = image.encoder(CPU, torch.float32)(
+        list(test["image"]), batch_size=16, load=lambda v: image.load(v, params.data.root))
+    assert not torch.allclose(tuned_features, pretrained_features)
+    from mmops.models.checkpoint import model_from_checkpoint
+
+    model = model_from_checkpoint(ckpt)
+    y = torch.tensor([list(params.data.labels).index(label) for label in test["label"]])
+    image_only = predict(model, {"image": tuned_features, "text": torch.zeros(len(test), 384)}, CPU,
+                         {"image": torch.ones(len(test), dtype=torch.bool),
+                          "text": torch.zeros(len(test), dtype=torch.bool)}).log_probs["image"]
+    assert metrics["test"]["image"]["accuracy"] == pytest.approx(float((image_only.argmax(1) == y).float().mean()))
+    answers = pd.read_csv(layout.predictions)  # each row's image-only confidence: from the tuned features
+    assert answers["confidence_image"].tolist() == pytest.approx(image_only.exp().max(1).values.tolist(), abs=1e-4)
+
+
+def test_serving_encodes_with_the_models_own_encoder_and_answers_as_evaluate_does(tuned):
+    from mmops.modalities import requests_for
+    from mmops.serving.pyfunc import MultimodalClassifier
+
+    params, layout, _ = tuned
+    stages.evaluate(params, layout)
+    served = MultimodalClassifier()
+    served.load_context(SimpleNamespace(artifacts={"checkpoint": str(layout.model)}, model_config={}))
+    frame = artifacts.read_csv(layout.split_manifest)
+    test = frame[frame["split"] == "test"].reset_index(drop=True)
+    requests = requests_for(test, modalities_of(params), params.data.root)
+    expected = artifacts.read_csv(layout.predictions)
+    out = served.predict(None, requests)
+    assert list(out["label"]) == list(expected["pred_fused"])
+    image_only = served.predict(None, requests[["image"]])  # the image's answer alone: its encoder's doing
+    assert list(image_only["confidence"]) == pytest.approx(expected["confidence_image"].astype(float).tolist(),
+                                                           abs=2e-4)
+
+
+def test_a_pretrained_only_identity_does_not_pass_for_a_fine_tuned_model(tuned, tmp_path):
+    from mmops.serving.pyfunc import MultimodalClassifier
+
+    params, layout, _ = tuned
+    ckpt = artifacts.load_torch(layout.model)
+    ckpt["encoder_weights"] = {}  # the weights gone: serving would fall back to the packaged encoder
+    artifacts.save_torch(tmp_path / "model.pt", ckpt)
+    with pytest.raises(EncoderMismatch, match="image.weights"):
+        MultimodalClassifier().load_context(SimpleNamespace(artifacts={"checkpoint": str(tmp_path / "model.pt")},
+                                                            model_config={}))
+    tampered = artifacts.load_torch(layout.model)
+    first = next(k for k, v in tampered["encoder_weights"]["image"].items() if v.is_floating_point())
+    tampered["encoder_weights"]["image"][first] += 1  # weights that are not the ones the model recorded
+    artifacts.save_torch(tmp_path / "model.pt", tampered)
+    with pytest.raises(EncoderMismatch, match="image.weights"):
+        MultimodalClassifier().load_context(SimpleNamespace(artifacts={"checkpoint": str(tmp_path / "model.pt")},
+                                                            model_config={}))
+
+
+def test_finetune_refuses_resume(tuned):
+    params, layout, _ = tuned
+    with pytest.raises(ValueError, match="finetune runs in one process"):
+        stages.train(params, layout, device="cpu", resume=True)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_finetune_runs_on_cuda_in_bf16(tuned, tmp_path):
+    params, layout, _ = tuned
+    result = stages.train(params, layout, device="cuda")
+    assert result["device"].startswith("cuda")
+    ckpt = artifacts.load_torch(layout.model)
+    assert ckpt["encoder_weights"]["image"]
