@@ -43,6 +43,7 @@ def train(params: Params, layout: Layout, params_path: Path, processes: int = 1)
 
 
 evaluate = task(stages.evaluate, name="evaluate", cache_policy=NO_CACHE)
+shift = task(stages.shift, name="shift", cache_policy=NO_CACHE)
 # Registration talks to the tracking server, which may be remote: retry transient failures. It is
 # idempotent within a flow run (a retry finishes the first attempt's version, never a second one).
 register = task(stages.register, name="register", cache_policy=NO_CACHE, retries=2,
@@ -55,7 +56,7 @@ logging.getLogger("mmops").setLevel(logging.INFO)
 @flow(name="mmops-training", log_prints=True)
 def training_pipeline(project_dir: str | None = None, params_path: str = "params.yaml",
                       artifacts_dir: str = "artifacts", train_processes: int = 1) -> dict[str, Any]:
-    """Validate, clean, split, augment, featurize, train, evaluate and register, in order.
+    """Validate, clean, split, augment, featurize, train, evaluate, shift and register, in order.
     Relative paths (params, artifacts, and those params.yaml names) are relative to the project.
     `train_processes` > 1 trains data-parallel in that many processes (torchrun, one per GPU)."""
     with working_in(project_dir, __file__):
@@ -68,6 +69,7 @@ def training_pipeline(project_dir: str | None = None, params_path: str = "params
         featurize(params, layout)
         train(params, layout, Path(params_path), train_processes)
         metrics = evaluate(params, layout)
+        shift(params, layout)
         registered = register(params, layout, stage="prefect:register", flow_run_id=str(flow_run.id))
     print(f"test scores: {metrics['test']}")
     print(f"registered {registered['name']} version {registered['version']} as '{registered['alias']}'")

@@ -105,14 +105,25 @@ def sample_dir(tmp_path_factory) -> Path:
     return out
 
 
-def subset_of_sample(sample: Path, dest: Path, per_class: int) -> Path:
-    """Copy the first `per_class` samples of each label (manifest + images) into `dest`."""
+@pytest.fixture(scope="session")
+def twitter_dir(tmp_path_factory) -> Path:
+    """Twitter's drawings of the same emoji (the shift set), built once per session."""
+    from mmops.data.sample import build_sample, fetch_package
+
+    out = tmp_path_factory.mktemp("shift") / "twitter"
+    build_sample(fetch_package(REPO / ".cache" / "npm", "twitter"), out, "twitter")
+    return out
+
+
+def subset_of_sample(sample: Path, dest: Path, per_class: int, ids: set[str] | None = None) -> Path:
+    """Copy the first `per_class` samples of each label (manifest + images) into `dest`; with
+    `ids`, those samples instead (another vendor's drawings of a subset)."""
     with (sample / "metadata.csv").open(encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     taken: dict[str, int] = {}
     chosen = []
     for row in rows:
-        if taken.get(row["label"], 0) < per_class:
+        if (row["sample_id"] in ids) if ids is not None else taken.get(row["label"], 0) < per_class:
             taken[row["label"]] = taken.get(row["label"], 0) + 1
             chosen.append(row)
             target = dest / row["image"]

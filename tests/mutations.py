@@ -155,9 +155,33 @@ MUTATIONS = {
     ),
     "evaluate scores a fine-tuned model on the pretrained encoder's cached features": (
         "src/mmops/stages/model.py",
-        'test["features"][m.name] = _encode_with(m, ckpt, test_rows, test["present"][m.name], params)',
+        'test["features"][m.name] = _encode_with(m, ckpt, test_rows, test["present"][m.name], params, params.data.root)',
         "pass",
         "tests/unit/training/test_finetune.py::test_evaluate_scores_the_test_images_through_the_fine_tuned_encoder",
+    ),
+    "a modality's temperature is fitted on validation rows that lack it": (
+        "src/mmops/models/fusion/base.py",
+        "rows = present[name].cpu() if name in present else torch.ones(len(target), dtype=torch.bool)",
+        "rows = torch.ones(len(target), dtype=torch.bool)",
+        "tests/unit/models/test_temperature.py::test_each_modality_is_calibrated_on_the_validation_rows_that_have_it",
+    ),
+    "the fusion regret compares a modality with fused on every row, not the rows that have it": (
+        "src/mmops/evaluation/shift.py",
+        "(fused[rows] == y).mean()),",
+        "(fused == target).mean()),",
+        "tests/unit/evaluation/test_shift.py::test_a_modality_is_scored_and_compared_only_on_the_rows_that_have_it",
+    ),
+    "the gate lets a challenger through whatever its regret under shift": (
+        "src/mmops/registry/gate.py",
+        'ok = regret["regret"] <= params.max_shift_regret',
+        "ok = True",
+        "tests/unit/registry/test_gate.py::test_a_challenger_whose_fusion_loses_to_one_modality_under_shift_is_refused_naming_the_set",
+    ),
+    "the shift set's test rows are not the test split's ids": (
+        "src/mmops/stages/model.py",
+        'in_test = rows[ID].isin(test_ids).to_numpy()',
+        'in_test = ~rows[ID].isin(test_ids).to_numpy()',
+        "tests/unit/test_shift_stage.py::test_shift_scores_fused_and_each_modality_on_all_rows_and_on_the_test_splits_ids",
     ),
 }
 

@@ -74,21 +74,46 @@ def _interval(scores: dict[str, float], name: str) -> str:
     return f"[{scores[f'{name}_low']:.3f}, {scores[f'{name}_high']:.3f}]"
 
 
+def _print_shift(sets: dict[str, Any]) -> None:
+    """The shift stage's scores: per set, on the test split's ids (all rows, when none is one)."""
+    for name, found in sets.items():
+        if "skipped" in found:
+            print(f"\nShift set {name}: skipped ({found['skipped']})")
+            continue
+        subset, which = ("test_ids", "rows whose ids are in the test split") if "test_ids" in found else ("all", "all rows")
+        scored = found[subset]
+        print(f"\nShift set {name} ({scored['samples']} {which}; {found['rejected']} of {found['rows']} rows rejected):")
+        print(f"  {'model':<8} {'accuracy':>9} {'macro-F1':>9} {'ECE':>6}")
+        for model, scores in sorted(scored["models"].items(), key=lambda item: item[0] != "fused"):
+            print(f"  {model:<8} {scores['accuracy']:>9.3f} {scores['macro_f1']:>9.3f} {scores['ece']:>6.3f}")
+        if "regret" in scored:
+            print(f"  fusion regret {scored['regret']:+.3f} (best single modality, {scored['regret_modality']}, "
+                  "minus fused; above 0, fusing lost to one of its inputs)")
+
+
 def _summary(args: argparse.Namespace) -> int:
     from mmops.registry.lineage import redact_uri
 
     layout = Layout(Path(args.artifacts))
     metrics = json.loads(layout.metrics.read_text())
     print(f"\nTest split ({metrics['test_samples']} samples):")
-    print(f"  {'model':<8} {'accuracy':>9} {'95% interval':>15} {'macro-F1':>9} {'95% interval':>15} {'ECE':>6}")
+    print(f"  {'model':<8} {'accuracy':>9} {'95% interval':>15} {'macro-F1':>9} {'95% interval':>15} {'ECE':>6} "
+          f"{'before':>6}")
+
+    def number(scores: dict[str, float], key: str) -> str:
+        return format(scores[key], ".3f") if key in scores else ""
+
     for name, scores in sorted(metrics["test"].items(), key=lambda item: item[0] != "fused"):
         print(f"  {name:<8} {scores['accuracy']:>9.3f} {_interval(scores, 'accuracy'):>15} "
               f"{scores['macro_f1']:>9.3f} {_interval(scores, 'macro_f1'):>15} "
-              f"{format(scores['ece'], '.3f') if 'ece' in scores else '':>6}".rstrip())
-    print("  (intervals: the test split's groups resampled, as the gate does; ECE: expected calibration error)")
+              f"{number(scores, 'ece'):>6} {number(scores, 'ece_uncalibrated'):>6}".rstrip())
+    print("  (intervals: the test split's groups resampled, as the gate does; ECE: expected calibration error,\n"
+          "   with the temperatures fitted on validation, and before them)")
     for pair, found in metrics.get("retrieval", {}).items():
         print(f"  retrieval {pair}: recall@1 {found['recall@1']:.3f}, recall@5 {found['recall@5']:.3f} "
               f"({found['samples']} pairs; chance {1 / found['samples']:.3f} and {5 / found['samples']:.3f})")
+    if layout.shift_metrics.exists():
+        _print_shift(json.loads(layout.shift_metrics.read_text())["sets"])
     if layout.registered.exists():
         reg = json.loads(layout.registered.read_text())
         if reg.get("registered", True):

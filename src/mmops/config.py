@@ -180,15 +180,20 @@ class PromoteParams:
     # Fewer test rows than this that the champion never trained or validated on: no fair
     # comparison, the floors alone decide.
     min_comparison_samples: int = 50
+    # On each shift set's rows whose ids are in the test split: the best single modality's
+    # accuracy minus the fused one's, and how far the fused accuracy may fall below the champion's
+    max_shift_regret: float = 0.02
+    max_shift_drop: float = 0.03
     seed: int = 0
     champion_alias: str = "champion"
     previous_alias: str = "previous"
     experiment: str = "mmops-promotions"  # one run per decision, promoted, refused or rolled back
 
     def __post_init__(self) -> None:
-        if self.bootstrap_resamples < 100 or self.max_regression < 0 or self.min_comparison_samples < 1:
-            raise ValueError("params.yaml: promote needs bootstrap_resamples >= 100, max_regression >= 0 "
-                             "and min_comparison_samples >= 1")
+        if self.bootstrap_resamples < 100 or self.max_regression < 0 or self.min_comparison_samples < 1 \
+                or self.max_shift_drop < 0:
+            raise ValueError("params.yaml: promote needs bootstrap_resamples >= 100, max_regression >= 0, "
+                             "min_comparison_samples >= 1 and max_shift_drop >= 0")
 
 
 @dataclass(frozen=True)
@@ -260,6 +265,15 @@ class DriftParams:
 
 
 @dataclass(frozen=True)
+class ShiftParams:
+    """The `shift` stage: labelled sets in the data contract (name -> manifest; media paths relative
+    to the manifest's folder), drawn another way than the training data, each scored by the
+    trained model. A listed set that is absent is skipped, with a message."""
+
+    sets: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Params:
     data: DataParams
     modalities: tuple[ModalityParams, ...]
@@ -273,6 +287,7 @@ class Params:
     serve: ServeParams = field(default_factory=ServeParams)
     scale: ScaleParams = field(default_factory=ScaleParams)
     drift: DriftParams = field(default_factory=DriftParams)
+    shift: ShiftParams = field(default_factory=ShiftParams)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain, JSON-able form, shaped as params.yaml (paths as strings, tuples as lists)."""
@@ -282,12 +297,13 @@ class Params:
 
     def digest(self) -> str:
         """A short stable hash of every parameter that shapes the model, for lineage tags (the
-        gate's settings, the drift thresholds and where the work ran do not: a model's lineage
-        must not change when a floor or the cluster does)."""
+        gate's settings, the drift thresholds, the shift sets it is measured on and where the work
+        ran do not: a model's lineage must not change when a floor or the cluster does)."""
         raw = self.to_dict()
         raw.pop("promote")
         raw.pop("scale")
         raw.pop("drift")
+        raw.pop("shift")
         blob = json.dumps(raw, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -318,7 +334,8 @@ def build_section(cls: type, raw: dict[str, Any] | None, section: str) -> Any:
 
 def params_from_dict(raw: dict[str, Any], base: Path = Path(".")) -> Params:
     """Build `Params` from the parsed YAML; relative data paths are resolved against `base`."""
-    sections = {"data", "modalities", "clean", "split", "augment", "featurize", "train", "register", "promote", "serve", "scale", "drift"}
+    sections = {"data", "modalities", "clean", "split", "augment", "featurize", "train", "register", "promote", "serve", "scale", "drift",
+                "shift"}
     unknown = sorted(set(raw) - sections)
     if unknown:
         raise ValueError(f"params.yaml: unknown section(s): {', '.join(unknown)}")
@@ -352,7 +369,17 @@ def params_from_dict(raw: dict[str, Any], base: Path = Path(".")) -> Params:
         serve=build_section(ServeParams, raw.get("serve"), "serve"),
         scale=build_section(ScaleParams, raw.get("scale"), "scale"),
         drift=build_section(DriftParams, raw.get("drift"), "drift"),
+        shift=_shift(raw.get("shift"), base),
     )
+
+
+def _shift(raw: Any, base: Path) -> ShiftParams:
+    """The `shift:` section, its manifests relative to params.yaml's folder like `data`'s."""
+    section = build_section(ShiftParams, raw, "shift")
+    for name, manifest in section.sets.items():
+        if not isinstance(manifest, str) or not manifest:
+            raise ValueError(f"params.yaml: 'shift.sets.{name}' must be the path of a manifest")
+    return ShiftParams(sets={str(name): str(base / manifest) for name, manifest in section.sets.items()})
 
 
 def _modalities(raw: Any, columns: Columns) -> tuple[ModalityParams, ...]:
@@ -442,6 +469,14 @@ class Layout:
         """The augment stage's folder: `manifest.csv` (the views) and `views/` (their media files,
         which the manifest's paths are relative to), written as one."""
         return self.root / "augment"
+
+    @property
+    def shift_metrics(self) -> Path:
+        return self.root / "shift" / "metrics.json"
+
+    @property
+    def shift_scores(self) -> Path:
+        return self.root / "shift" / "scores.csv"
 
     @property
     def features(self) -> Path:

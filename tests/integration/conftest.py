@@ -35,8 +35,9 @@ def tracking_uri(project: Path) -> str:
     return f"sqlite:///{project / 'mlflow.db'}"
 
 
-def make_project(root: Path, sample: Path, *, epochs: int = 5) -> Path:
-    """A git + DVC project with a small slice of the sample, committed."""
+def make_project(root: Path, sample: Path, *, epochs: int = 5, shift: Path | None = None) -> Path:
+    """A git + DVC project with a small slice of the sample, committed; with `shift` (a folder of
+    another vendor's drawings), the same slice of it in shift/twitter, as params.yaml lists."""
     root.mkdir(parents=True, exist_ok=True)
     for name in ("dvc.yaml", ".dvcignore", ".gitignore", "constraints.txt"):
         shutil.copy(REPO / name, root / name)
@@ -45,19 +46,27 @@ def make_project(root: Path, sample: Path, *, epochs: int = 5) -> Path:
     params["train"]["epochs"] = epochs
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     subset_of_sample(sample, root / "data", PER_CLASS)
+    (root / "shift").mkdir()
+    if shift is not None:
+        ids = {line.split(",")[0] for line in (root / "data" / "metadata.csv").read_text().splitlines()[1:]}
+        subset_of_sample(shift, root / "shift" / "twitter", PER_CLASS, ids)
     git(root, "init", "-q")
     git(root, "config", "user.email", "test@mmops.invalid")
     git(root, "config", "user.name", "mmops tests")
     dvc(root, "init", "-q")
     dvc(root, "add", "-q", "data")
+    if shift is not None:
+        dvc(root, "add", "-q", "shift/twitter")
+    else:  # the stage depends on the folder; the set listed is absent, which it reports
+        (root / "shift" / ".gitkeep").touch()
     git(root, "add", "-A")
     git(root, "commit", "-q", "-m", "project under test")
     return root
 
 
 @pytest.fixture(scope="session")
-def project_template(sample_dir, tmp_path_factory) -> Path:
-    return make_project(tmp_path_factory.mktemp("template") / "project", sample_dir)
+def project_template(sample_dir, twitter_dir, tmp_path_factory) -> Path:
+    return make_project(tmp_path_factory.mktemp("template") / "project", sample_dir, shift=twitter_dir)
 
 
 @pytest.fixture

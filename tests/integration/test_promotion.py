@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 NAME = "mmops-classifier"
 # The slice trains for 5 epochs on 72 samples: the floors are relaxed so each test decides on purpose.
 LENIENT = PromoteParams(min_macro_f1=0.0, min_margin_over_best_modality=-1.0, max_p95_latency_ms=60_000,
-                        bootstrap_resamples=200, min_comparison_samples=1)
+                        bootstrap_resamples=200, min_comparison_samples=1, max_shift_regret=1.0, max_shift_drop=1.0)
 
 
 @pytest.fixture(scope="module")
@@ -131,3 +131,16 @@ def test_a_failure_between_the_alias_moves_leaves_the_champion_as_it_was(registr
     [failed] = client.search_runs([client.get_experiment_by_name("mmops-promotions").experiment_id],
                                   filter_string="tags.`mmops.action` = 'failed'")
     assert "registry unchanged" in failed.data.tags["mmops.reason"]
+
+
+def test_the_gate_scores_the_shift_set_through_both_models_and_refuses_a_regret_above_its_limit(registry):
+    project, params, layout, client = registry
+    stages.register(params, layout)
+    # no fusion can beat its best modality by a whole point of accuracy: this limit refuses any model
+    blind = dataclasses.replace(params, promote=dataclasses.replace(LENIENT, max_shift_regret=-1.0))
+    decided = stages.promote(blind)
+    assert decided["action"] == "refuse"
+    [regret] = [r for r in decided["checks"] if "fusion regret" in r]
+    assert regret.startswith("FAIL: shift set 'twitter' (") and "rows of the test split's ids" in regret
+    assert any(r.startswith("pass: shift set 'twitter' vs champion") for r in decided["checks"])
+    assert 0 <= decided["numbers"]["shift_twitter_accuracy"] <= 1

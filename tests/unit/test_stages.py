@@ -70,6 +70,26 @@ def test_evaluate_writes_calibration_and_per_class_tables_that_agree_with_its_sc
     assert predictions["confidence_fused"].between(1 / 3, 1).all()
 
 
+def test_evaluate_reports_each_models_ece_before_and_after_the_temperatures_fitted_on_validation(crafted):
+    from mmops.evaluation.calibration import expected_calibration_error
+    from mmops.models.checkpoint import model_from_checkpoint
+    from mmops.models.predict import predict
+    from mmops.stages.model import features_by_split
+
+    params, layout, ids, labels = crafted
+    stages.train(params, layout, device="cpu")
+    metrics = stages.evaluate(params, layout)
+    model = model_from_checkpoint(artifacts.load_torch(layout.model))
+    assert metrics["temperatures"] == model.temperatures and set(model.temperatures) == {"fused", "image", "text"}
+    _, data, _ = features_by_split(params, layout)
+    test = data["test"]
+    with model.uncalibrated():
+        raw = predict(model, test["features"], torch.device("cpu"), test["present"]).log_probs["fused"]
+    before = expected_calibration_error(raw.exp().numpy(), test["target"].numpy())
+    assert metrics["test"]["fused"]["ece_uncalibrated"] == pytest.approx(before, abs=1e-4)
+    assert metrics["test"]["fused"]["ece"] != metrics["test"]["fused"]["ece_uncalibrated"]
+
+
 def test_a_test_row_without_a_modality_has_no_answer_from_it_in_the_predictions(crafted):
     params, layout, ids, labels = crafted
     cache = FeatureCache.load(layout.features)

@@ -365,17 +365,19 @@ def compare(profile: dict[str, Any], frame: pd.DataFrame, features: FeatureCache
 
 # -- another manifest, end to end ------------------------------------------------------------
 
-def read_rows(params: Params, manifest: Path, root: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def read_rows(params: Params, manifest: Path, root: Path | None = None,
+              labels: Sequence[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The usable rows of `manifest` (media under `root`, by default the manifest's folder), by
-    cleaning's rules except that any label is kept (a new or vanished class is drift to
-    report, not a row to drop), and the rejected rows with their reasons."""
+    cleaning's rules, and the rejected rows with their reasons. Any label is kept unless
+    `labels` are given (for drift, a new or vanished class is to report, not a row to drop; to
+    score a model, a class it does not know is a reject)."""
     manifest = Path(manifest)
     root = Path(root) if root is not None else manifest.parent
     names = source_names(params.data, params.modalities)
     frame = read_manifest(manifest, names)
     require_columns(frame, manifest, names)
-    labels = tuple(sorted(set(frame[LABEL])))
-    return clean_manifest(frame, root, labels, build_modalities(params.modalities))
+    known = tuple(sorted(set(frame[LABEL]))) if labels is None else tuple(labels)
+    return clean_manifest(frame, root, known, build_modalities(params.modalities))
 
 
 def encode_manifest(params: Params, rows: pd.DataFrame, root: Path, device: str | None = None) -> FeatureCache:

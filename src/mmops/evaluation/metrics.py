@@ -24,10 +24,12 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: 
 
 
 def score_models(log_probs: dict[str, np.ndarray], y_true: np.ndarray, present: dict[str, np.ndarray],
-                 num_classes: int, resampler: Resampler) -> dict[str, dict[str, float]]:
+                 num_classes: int, resampler: Resampler,
+                 uncalibrated: dict[str, np.ndarray] | None = None) -> dict[str, dict[str, float]]:
     """For each model (`fused`, and each modality alone, scored on the rows `present` marks as
     having it; a model no row has gets no score): accuracy, macro-F1, their 95% intervals from
-    `resampler` (built on every row), and the expected calibration error."""
+    `resampler` (built on every row), and the expected calibration error; with the models'
+    `uncalibrated` log-probabilities too, the ECE before temperature scaling (`ece_uncalibrated`)."""
     scores = {}
     for name, lp in log_probs.items():
         rows = present.get(name, np.ones(len(y_true), bool))
@@ -36,6 +38,9 @@ def score_models(log_probs: dict[str, np.ndarray], y_true: np.ndarray, present: 
         predicted = lp.argmax(1)
         scores[name] = (classification_metrics(y_true[rows], predicted[rows], num_classes, np.exp(lp[rows]))
                         | intervals(resampler, y_true, predicted, num_classes, rows))
+        if uncalibrated is not None:
+            raw = np.exp(uncalibrated[name][rows])
+            scores[name]["ece_uncalibrated"] = round(expected_calibration_error(raw, y_true[rows]), 4)
     return scores
 
 

@@ -20,6 +20,7 @@ def checkpoint(model: FusionModel, classes: list[str], *, epoch: int, encoders: 
         "fusion": {"method": model.method, "arguments": model.arguments(),
                    "alignment": model.alignment.dim if model.alignment is not None else None},
         "model": model.state_dict(),
+        "temperatures": dict(model.temperatures),
         "dims": dict(model.dims),
         "classes": list(classes),
         "epoch": epoch,
@@ -35,4 +36,5 @@ def model_from_checkpoint(ckpt: dict[str, Any]) -> FusionModel:
     if fusion.get("alignment"):
         model.align(fusion["alignment"])
     model.load_state_dict(ckpt["model"])
+    model.temperatures = dict(ckpt.get("temperatures", {}))  # none in a model trained before calibration
     return model.eval()

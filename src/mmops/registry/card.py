@@ -8,8 +8,9 @@ import ast
 import base64
 import html
 import io
+import json
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -28,12 +29,14 @@ from mmops.evaluation.metrics import per_class
 CARD = "model_card.html"
 RESAMPLES, SEED = 1000, 0  # when the run did not log the gate's own (promote.bootstrap_resamples, .seed)
 LOGGED = {"predictions": "pipeline/evaluate/predictions.csv", "split": "pipeline/split/manifest.csv"}
+SHIFT = "pipeline/shift/metrics.json"  # optional: a run registered without the shift stage has none
 
 
 @dataclass(frozen=True)
 class CardInputs:
     """What a card is made of: the version's test predictions (`label`, `pred_<model>`), its
-    training history (`epoch` and one column per curve), its split manifest, params and tags."""
+    training history (`epoch` and one column per curve), its split manifest, params and tags,
+    and the shift stage's report (`shift`: by set, empty when not logged)."""
 
     name: str
     version: str
@@ -44,6 +47,7 @@ class CardInputs:
     params: dict[str, str]
     tags: dict[str, str]
     classes: list[str]
+    shift: dict[str, Any] = field(default_factory=dict)
 
 
 def bootstrap_scores(target: np.ndarray, predicted: np.ndarray, num_classes: int,
@@ -140,6 +144,32 @@ def _table(frame: pd.DataFrame) -> str:
     return frame.to_html(index=False, float_format=lambda v: f"{v:.3f}", border=0, classes="t")
 
 
+def _shift_html(shift: dict[str, Any]) -> str:
+    """The shift sets' scores: per set and rows (all, the test split's ids), each model's
+    accuracy, macro-F1 and ECE, and the fusion regret."""
+    if not shift:
+        return "<p>Not measured (no shift set listed, or registered by an older mmops).</p>"
+    rows, skipped = [], []
+    for name, found in shift.items():
+        if "skipped" in found:
+            skipped.append(f"{html.escape(name)}: {html.escape(found['skipped'])}")
+            continue
+        for subset, label in (("all", "all rows"), ("test_ids", "the test split's ids")):
+            scored = found.get(subset)
+            if not scored:
+                continue
+            rows += [{"set": name, "rows": f"{label} ({scored['samples']})", "model": model,
+                      "accuracy": s["accuracy"], "macro-F1": s["macro_f1"], "ECE": s.get("ece", np.nan),
+                      "regret": scored.get("regret", np.nan) if model == "fused" else np.nan}
+                     for model, s in sorted(scored["models"].items(), key=lambda item: item[0] != "fused")]
+    table = _table(pd.DataFrame(rows).fillna("")) if rows else ""
+    note = f"<p>Skipped: {'; '.join(skipped)}.</p>" if skipped else ""
+    return (table + "<p>The same classes drawn another way (another vendor&#39;s art, other wording). Regret: the "
+            "best single modality&#39;s accuracy minus the fused model&#39;s on the same rows (above 0, fusing lost "
+            "to one of its inputs). Rows whose ids are in the test split are the fair score; the others are "
+            "redrawings of samples the model trained or was selected on.</p>" + note)
+
+
 def _has(frame: pd.DataFrame, model: str) -> np.ndarray:
     """The test rows `model` answered (a modality a row lacks has an empty answer)."""
     return frame[f"pred_{model}"].fillna("").astype(str).ne("").to_numpy()
@@ -230,6 +260,8 @@ Generated {generated} by <code>mmops card {inputs.version}</code>.</p>
 {_img(drawn["reliability.png"]) + "<p>Per bin of confidence, how often the answer was right: on the dotted line, a "
  "confidence of 0.8 is right 80% of the time. ECE: the mean gap, weighted by answers.</p>"
  if "reliability.png" in drawn else "<p>Not logged (registered by an older mmops).</p>"}
+<h2>Under shift</h2>
+{_shift_html(inputs.shift)}
 <h2>Training curves</h2>
 {_img(drawn["training_curves.png"])}
 <h2>Gate decision</h2>
@@ -241,7 +273,7 @@ project for the MLOps around a multimodal classifier. Any modality may be missin
 <h2>Known limits</h2>
 <ul>
 <li>The image model learned one vendor's art (the sample is a single emoji set): other renderings
-of the same emoji, photographs and screenshots are out of distribution.</li>
+of the same emoji, photographs and screenshots are out of distribution (see Under shift).</li>
 <li>English names only; texts are truncated at the text encoder's token limit.</li>
 <li>Small test split: read the intervals, not the point scores.</li>
 </ul>
@@ -271,6 +303,10 @@ def inputs_for(client: Any, name: str, version: str) -> CardInputs:
                 raise ValueError(f"{name} v{version}: its run has no {path} (registered by an older mmops?): "
                                  "register it again with `mmops stage register`") from err
             frames[key] = pd.read_csv(local, dtype={"sample_id": str}, keep_default_na=False)
+        try:
+            shift = json.loads(Path(client.download_artifacts(found.run_id, SHIFT, tmp)).read_text())["sets"]
+        except (MlflowException, OSError):
+            shift = {}
     # the training curves, as register logged them: one `train.<column>` metric per epoch
     history = pd.DataFrame({
         key.removeprefix("train."): pd.Series({m.step: m.value for m in client.get_metric_history(found.run_id, key)})
@@ -283,7 +319,7 @@ def inputs_for(client: Any, name: str, version: str) -> CardInputs:
     classes = classes if seen <= set(classes) else sorted(seen)
     return CardInputs(name=name, version=str(version), run_id=found.run_id, predictions=frames["predictions"],
                       history=history, split=frames["split"],
-                      params=params, tags={**run.data.tags, **found.tags}, classes=classes)
+                      params=params, tags={**run.data.tags, **found.tags}, classes=classes, shift=shift)
 
 
 def publish(client: Any, name: str, version: str, local_copy: Path | None = None) -> str:

@@ -1,6 +1,6 @@
 """The champion/challenger decision: absolute floors, then a paired comparison whose intervals
-resample the test split's groups. Pure functions over per-sample predictions; the MLflow side
-is in `registry.promotion`."""
+resample the test split's groups, then the shift sets (fusion regret, and no large fall below the
+champion). Pure functions over per-sample predictions; the MLflow side is in `registry.promotion`."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import numpy as np
 
 from mmops.config import PromoteParams
 from mmops.evaluation.bootstrap import UNKNOWN, Resampler, interval, macro_f1
+from mmops.evaluation.shift import fusion_regret
 
-__all__ = ["UNKNOWN", "Decision", "Evaluation", "decide", "macro_f1", "paired_bootstrap"]
+__all__ = ["UNKNOWN", "Decision", "Evaluation", "ShiftEvaluation", "decide", "macro_f1", "paired_bootstrap"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,19 @@ class Evaluation:
 
 
 @dataclass(frozen=True)
+class ShiftEvaluation:
+    """Challenger (and champion, when there is one) scored on a shift set's rows whose ids are in
+    the challenger's test split; `unseen` marks those the champion never trained or validated on
+    (None: all). A set that could not be read has `skipped`, its reason, and no scores."""
+
+    name: str
+    challenger: Evaluation | None = None
+    champion: Evaluation | None = None
+    unseen: np.ndarray | None = None
+    skipped: str = ""
+
+
+@dataclass(frozen=True)
 class Decision:
     promote: bool
     reasons: list[str]  # every check, passed or not, in words
@@ -60,7 +74,8 @@ def paired_bootstrap(resampler: Resampler, target: np.ndarray, a: np.ndarray, b:
 
 
 def decide(challenger: Evaluation, champion: Evaluation | None, params: PromoteParams, *,
-           groups: np.ndarray | None = None, unseen: np.ndarray | None = None) -> Decision:
+           groups: np.ndarray | None = None, unseen: np.ndarray | None = None,
+           shifts: tuple[ShiftEvaluation, ...] = ()) -> Decision:
     """Promote only when the challenger passes every floor and, if there is a champion, is not
     worse than it beyond `params.max_regression` (the lower end of the paired 95% interval of
     the macro-F1 difference). With no champion, the floors alone decide.
@@ -68,7 +83,10 @@ def decide(challenger: Evaluation, champion: Evaluation | None, params: PromoteP
     Intervals resample `groups` (the split's group of each test row; None: each row alone).
     `unseen` marks the test rows the champion never trained or validated on: the comparison
     uses those only, and with fewer than `params.min_comparison_samples` of them (or a champion
-    trained on other classes) there is no fair comparison, which the reasons say."""
+    trained on other classes) there is no fair comparison, which the reasons say.
+
+    Each of `shifts` must have a fusion regret of at most `params.max_shift_regret`, and a fused
+    accuracy at most `params.max_shift_drop` below the champion's on the rows it never saw."""
     reasons: list[str] = []
     numbers: dict[str, Any] = {}
 
@@ -85,6 +103,8 @@ def decide(challenger: Evaluation, champion: Evaluation | None, params: PromoteP
         reasons.append(_margin(challenger, resampler, params, numbers))
     check(challenger.p95_latency_ms <= params.max_p95_latency_ms,
           f"p95 latency of one record {challenger.p95_latency_ms:.1f} ms <= {params.max_p95_latency_ms:.0f} ms")
+    for shift in shifts:
+        _judge_shift(shift, params, reasons, numbers)
     if champion is None:
         reasons.append("no champion yet: the floors alone decide")
         return Decision(promote=not any(r.startswith("FAIL") for r in reasons), reasons=reasons, numbers=numbers)
@@ -133,3 +153,37 @@ def _margin(challenger: Evaluation, resampler: Resampler, params: PromoteParams,
     return (f"{'pass' if ok else 'FAIL'}: fused beats the best single modality ({best}, {singles[best]:.3f}) by "
             f"{margin:+.3f}, paired 95% interval [{low:+.3f}, {high:+.3f}], lower end >= "
             f"{params.min_margin_over_best_modality:+.3f}")
+
+
+def _judge_shift(shift: ShiftEvaluation, params: PromoteParams, reasons: list[str], numbers: dict[str, Any]) -> None:
+    """The checks on one shift set, as point scores on its rows (a few hundred, as listed): the
+    fusion regret, then the fall below the champion."""
+    name = shift.name
+    if shift.challenger is None:
+        reasons.append(f"shift set '{name}' not judged: {shift.skipped}")
+        return
+    ev = shift.challenger
+    target, n = ev.target, len(ev.target)
+    fused_accuracy = float((ev.fused == target).mean())
+    regret = fusion_regret(target, ev.fused, ev.modalities, ev.present, len(ev.classes))
+    numbers[f"shift_{name}_accuracy"] = fused_accuracy
+    if regret:
+        numbers[f"shift_{name}_regret"] = regret["regret"]
+        ok = regret["regret"] <= params.max_shift_regret
+        reasons.append(f"{'pass' if ok else 'FAIL'}: shift set '{name}' ({n} rows of the test split's ids): fused "
+                       f"accuracy {fused_accuracy:.3f}, {regret['regret_modality']} alone beats it by "
+                       f"{regret['regret']:+.3f} (fusion regret) <= {params.max_shift_regret:+.3f}")
+    if shift.champion is None:
+        return
+    rows = np.ones(n, bool) if shift.unseen is None else np.asarray(shift.unseen, bool)
+    if rows.sum() < params.min_comparison_samples:
+        reasons.append(f"shift set '{name}' vs champion v{shift.champion.version}: only {int(rows.sum())} rows it "
+                       f"never saw, fewer than {params.min_comparison_samples}: not compared")
+        return
+    ours = float((ev.fused[rows] == target[rows]).mean())
+    theirs = float((shift.champion.fused[rows] == target[rows]).mean())
+    numbers[f"shift_{name}_champion_accuracy"] = theirs
+    ok = ours - theirs >= -params.max_shift_drop
+    reasons.append(f"{'pass' if ok else 'FAIL'}: shift set '{name}' vs champion v{shift.champion.version} on "
+                   f"{int(rows.sum())} rows: fused accuracy {ours:.3f} against {theirs:.3f}, difference "
+                   f"{ours - theirs:+.3f} >= -{params.max_shift_drop:.3f}")

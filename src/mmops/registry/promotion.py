@@ -1,5 +1,5 @@
 """Promotion in the MLflow registry: score challenger and champion through their registered
-pyfuncs on the challenger's own test split, let the gate decide, move the aliases so that a
+pyfuncs on the challenger's own test split (and on each shift set's rows of it), let the gate decide, move the aliases so that a
 failure part-way leaves `champion` as it was, and record every decision (and rollback) in the
 registry itself: tags on the versions and one run per decision in an experiment of its own."""
 
@@ -22,12 +22,13 @@ from mlflow.exceptions import MlflowException
 
 from mmops.config import Params
 from mmops.data.clean import hash_column
+from mmops.data.drift import read_rows
 from mmops.data.manifest import ID, LABEL
 from mmops.data.split import near_duplicate_links
 from mmops.data.versioning import data_md5
 from mmops.modalities import requests_for
 from mmops.modalities.base import Modality, present
-from mmops.registry.gate import UNKNOWN, Decision, Evaluation, decide
+from mmops.registry.gate import UNKNOWN, Decision, Evaluation, ShiftEvaluation, decide
 
 SPLIT_ARTIFACT = "pipeline/split/manifest.csv"  # logged by the register stage
 LATENCY_RECORDS = 30
@@ -127,6 +128,33 @@ def score_version(uri: str, version: str, requests: pd.DataFrame, labels: Sequen
                       classes=classes, present=alone)
 
 
+def shift_evaluations(params: Params, modalities: Sequence[Modality], split: pd.DataFrame, unseen: np.ndarray | None,
+                      challenger: tuple[str, str], champion: tuple[str, str] | None,
+                      classes: Sequence[str]) -> tuple[ShiftEvaluation, ...]:
+    """Each set of `shift.sets` scored like the test split, through each model's own pyfunc
+    (`challenger` and `champion`: (uri, version)), on its rows whose ids are in the challenger's
+    test `split` (the rest redraw what it trained or was selected on); `unseen` (the split's rows
+    the champion never saw) is carried over by id. An absent set, or one with no such row, is
+    named and not judged."""
+    out = []
+    for name, manifest in params.shift.sets.items():
+        manifest = Path(manifest)
+        if not manifest.exists():
+            out.append(ShiftEvaluation(name, skipped=f"{manifest} is absent"))
+            continue
+        rows, _ = read_rows(params, manifest, labels=classes)
+        rows = rows[rows[ID].isin(set(split[ID]))].reset_index(drop=True)
+        if rows.empty:
+            out.append(ShiftEvaluation(name, skipped=f"{manifest} has no scorable row with an id of the test split"))
+            continue
+        requests = requests_for(rows, modalities, manifest.parent)
+        ours = score_version(challenger[0], challenger[1], requests, rows[LABEL])
+        theirs = score_version(champion[0], champion[1], requests, rows[LABEL], ours.classes) if champion else None
+        never_seen = None if unseen is None else rows[ID].isin(set(split.loc[unseen, ID])).to_numpy()
+        out.append(ShiftEvaluation(name, ours, theirs, never_seen))
+    return tuple(out)
+
+
 def _point(client: MlflowClient, name: str, alias: str, version: str | None) -> None:
     """Point `alias` at `version`; None deletes it."""
     if version is None:
@@ -204,7 +232,9 @@ def promote(params: Params, *, dvc_file: Path, modalities: Sequence[Modality],
         unseen = unseen_rows(split, trained[trained["split"] != "test"], modalities,
                              params.split.near_duplicate_distance)
     groups = split["group"].to_numpy() if "group" in split.columns else None
-    decision = decide(scored, baseline, gate, groups=groups, unseen=unseen)
+    shifts = shift_evaluations(params, modalities, split, unseen, (f"models:/{name}/{challenger}", challenger),
+                               (f"models:/{name}/{champion}", champion) if champion else None, scored.classes)
+    decision = decide(scored, baseline, gate, groups=groups, unseen=unseen, shifts=shifts)
     action = "promote" if decision.promote else "refuse"
     tags = {"mmops.action": action, "mmops.challenger": challenger, "mmops.champion_before": champion or "none",
             "mmops.reason": decision.summary, "mmops.checks": "\n".join(decision.reasons),

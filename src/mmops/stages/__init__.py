@@ -2,7 +2,7 @@
 
 This is the single place each step is implemented: `dvc.yaml` reaches these through the CLI
 (`mmops stage <name>`), `flows/` through Prefect tasks, and tests call them directly. They live
-by lifecycle in `data.py` (validate, clean, split, augment), `model.py` (featurize, train, evaluate) and
+by lifecycle in `data.py` (validate, clean, split, augment), `model.py` (featurize, train, evaluate, shift) and
 `release.py` (register, promote, rollback). `stages.<name>` finds each one, importing only its
 module, so a stage depends (in dvc.yaml) on its own module and not on the others.
 """
@@ -12,10 +12,10 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-STAGES = ("validate", "clean", "split", "augment", "featurize", "train", "evaluate", "register")
+STAGES = ("validate", "clean", "split", "augment", "featurize", "train", "evaluate", "shift", "register")
 MODULE_OF = {
     "validate": "data", "clean": "data", "split": "data", "augment": "data",
-    "featurize": "model", "train": "model", "evaluate": "model",
+    "featurize": "model", "train": "model", "evaluate": "model", "shift": "model",
     "register": "release", "promote": "release", "rollback": "release", "dvc_file_of": "release",
 }
 

@@ -1,4 +1,5 @@
-"""Model stages: featurize (the feature cache), train and evaluate."""
+"""Model stages: featurize (the feature cache), train, evaluate, and shift (the model on data
+drawn another way)."""
 
 from __future__ import annotations
 
@@ -172,7 +173,8 @@ def _finetune(params: Params, layout: Layout, cache: FeatureCache, data: dict[st
 
 def evaluate(params: Params, layout: Layout) -> dict[str, Any]:
     """Score the fused model and each single modality on the test split, with intervals over the
-    split's groups, calibration and per-class tables, and each answer with its confidence."""
+    split's groups, calibration (the ECE before and after the model's temperatures) and
+    per-class tables, and each answer with its (calibrated) confidence."""
     from mmops.evaluation.bootstrap import Resampler
     from mmops.evaluation.metrics import score_models
     from mmops.evaluation.retrieval import retrieval_scores
@@ -193,17 +195,20 @@ def evaluate(params: Params, layout: Layout) -> dict[str, Any]:
     test_rows = frame[frame["split"] == "test"]
     for m in build_modalities(params.modalities):  # its own encoder makes a fine-tuned model's test features
         if m.name in ckpt["encoder_weights"]:
-            test["features"][m.name] = _encode_with(m, ckpt, test_rows, test["present"][m.name], params)
+            test["features"][m.name] = _encode_with(m, ckpt, test_rows, test["present"][m.name], params, params.data.root)
     y = test["target"].numpy()
     out = predict(model, test["features"], torch.device("cpu"), test["present"])
     log_probs = {name: lp.numpy() for name, lp in out.log_probs.items()}
+    with model.uncalibrated():  # the same answers, their confidence before temperature scaling
+        raw = {name: lp.numpy() for name, lp in predict(model, test["features"], torch.device("cpu"),
+                                                         test["present"]).log_probs.items()}
     # each modality alone is scored on the samples that have it; fused on all of them
     present = {name: p.numpy() for name, p in test["present"].items()}
     # intervals resample the split's groups, as the gate does (its resamples and seed)
     groups = test_rows["group"].to_numpy() if "group" in test_rows else None  # None: each row its own
     resampler = Resampler.of(groups, len(y), resamples=params.promote.bootstrap_resamples, seed=params.promote.seed)
-    metrics: dict[str, Any] = {"test": score_models(log_probs, y, present, len(classes), resampler),
-                               "test_samples": int(len(y))}
+    metrics: dict[str, Any] = {"test": score_models(log_probs, y, present, len(classes), resampler, raw),
+                               "test_samples": int(len(y)), "temperatures": dict(model.temperatures)}
     if model.alignment is not None:
         with torch.no_grad():
             metrics["retrieval"] = retrieval_scores(model.alignment(out.embeddings), test["present"])
@@ -212,10 +217,73 @@ def evaluate(params: Params, layout: Layout) -> dict[str, Any]:
     return metrics
 
 
+def shift(params: Params, layout: Layout) -> dict[str, Any]:
+    """Score the trained model on each labelled set of `shift.sets` (drawn another way: another
+    vendor's art, other wording): fused and each modality alone, on all its rows and on the rows
+    whose ids are in the test split (the rest are drawings of what the model trained or was
+    selected on), with accuracy, macro-F1, calibrated ECE and the fusion regret
+    (`mmops.evaluation.shift`). Rows the model cannot score (unreadable, a label outside its
+    classes) are counted by reason; a listed set that is absent is skipped with a message."""
+    import logging
+
+    from mmops.data.drift import encode_manifest, read_rows
+    from mmops.evaluation.shift import score_set
+    from mmops.models.checkpoint import model_from_checkpoint
+    from mmops.models.predict import predict
+
+    ckpt = artifacts.load_torch(layout.model)
+    model, classes = model_from_checkpoint(ckpt), list(ckpt["classes"])
+    modalities = build_modalities(params.modalities)
+    frame = artifacts.read_csv(layout.split_manifest)
+    test_ids = set(frame.loc[frame["split"] == "test", ID])
+    report: dict[str, Any] = {}
+    table = []
+    for name, manifest in params.shift.sets.items():
+        manifest = Path(manifest)
+        if not manifest.exists():
+            logging.getLogger(__name__).warning("shift: set '%s' skipped: %s is absent (build it, or drop it from "
+                                                "params.yaml 'shift.sets')", name, manifest)
+            report[name] = {"skipped": f"{manifest} is absent"}
+            continue
+        rows, rejects = read_rows(params, manifest, labels=classes)
+        if rows.empty:
+            raise ValueError(f"{manifest}: no row the model can score ({len(rejects)} rejected, e.g. "
+                             f"line {rejects['line'].iloc[0]}: {rejects['reason'].iloc[0]})" if len(rejects) else
+                             f"{manifest}: no rows")
+        cache = encode_manifest(params, rows, manifest.parent)
+        # the model's encoders, not only today's params: the same check evaluate makes
+        check_encoders(cache.encoders, ckpt["encoders"], made_by=f"the encoders installed now ({manifest})",
+                       expected_by=str(layout.model), ignore=("weights", "dtype", "device"))
+        features, present = cache.align(list(rows[ID]), str(manifest))
+        for m in modalities:  # a fine-tuned encoder encodes with the weights the model carries
+            if m.name in ckpt["encoder_weights"]:
+                features[m.name] = _encode_with(m, ckpt, rows, present[m.name], params, manifest.parent)
+        out = predict(model, features, torch.device("cpu"), present)
+        log_probs = {k: v.numpy() for k, v in out.log_probs.items()}
+        has = {k: v.numpy() for k, v in present.items()}
+        y = np.array([classes.index(label) for label in rows[LABEL]])
+        in_test = rows[ID].isin(test_ids).to_numpy()
+        report[name] = {"manifest": str(manifest), "rows": int(len(rows) + len(rejects)), "rejected": int(len(rejects)),
+                        "rejects_by_reason": rejects["reason"].str.split(":").str[0].value_counts().to_dict(),
+                        "all": score_set(log_probs, y, has, len(classes))}
+        if in_test.any():
+            report[name]["test_ids"] = score_set({k: v[in_test] for k, v in log_probs.items()}, y[in_test],
+                                                 {k: v[in_test] for k, v in has.items()}, len(classes))
+        for subset in ("all", "test_ids"):
+            for model_name, scores in report[name].get(subset, {}).get("models", {}).items():
+                table.append({"set": name, "rows": subset, "model": model_name,
+                              "scored": f"{name} {subset.replace('_', ' ')} {model_name}", **scores})
+    artifacts.write_json(layout.shift_metrics, {"sets": report})
+    columns = ["scored", "set", "rows", "model", "samples", "accuracy", "macro_f1", "ece"]
+    artifacts.write_csv(layout.shift_scores, pd.DataFrame(table, columns=columns).round(DECIMALS))
+    return report
+
+
 def _encode_with(modality: Any, ckpt: dict[str, Any], rows: pd.DataFrame, present: torch.Tensor,
-                 params: Params) -> torch.Tensor:
-    """`rows`' features from the fine-tuned encoder a checkpoint carries, as serving makes them:
-    its weights (checked against the hash the model records), precision and kind of device."""
+                 params: Params, root: Path) -> torch.Tensor:
+    """`rows`' features (media under `root`) from the fine-tuned encoder a
+    checkpoint carries, as serving makes them: its weights (checked against the hash the model
+    records), precision and kind of device."""
     made = ckpt["encoders"][modality.name]
     weights = ckpt["encoder_weights"][modality.name]
     device = torch.device(made["device"]) if made["device"] != "cuda" or torch.cuda.is_available() else None
@@ -229,7 +297,7 @@ def _encode_with(modality: Any, ckpt: dict[str, Any], rows: pd.DataFrame, presen
     if mask.any():
         encode = modality.encoder(device, dtype, weights)
         out[mask] = encode(list(rows.loc[mask.numpy(), modality.name]), batch_size=params.featurize.batch_size,
-                           load=lambda value: modality.load(value, params.data.root))
+                           load=lambda value: modality.load(value, root))
     return out
 
 

@@ -50,6 +50,21 @@ def _committed(commit: str) -> bool:
     return commit != "unknown" and not commit.endswith("-dirty")
 
 
+def shift_metrics(layout: Layout) -> dict[str, float]:
+    """The shift stage's numbers as MLflow metrics (`shift_<set>_<rows>_<model>_<score>` and
+    `shift_<set>_<rows>_regret`); none where it has not run (a stage called directly)."""
+    if not layout.shift_metrics.exists():
+        return {}
+    out = {}
+    for name, found in json.loads(layout.shift_metrics.read_text())["sets"].items():
+        for rows in ("all", "test_ids"):
+            scored = found.get(rows, {})
+            for model, scores in scored.get("models", {}).items():
+                out |= {f"shift_{name}_{rows}_{model}_{k}": v for k, v in scores.items()}
+            out |= {f"shift_{name}_{rows}_{k}": scored[k] for k in ("regret", "regret_macro_f1") if k in scored}
+    return out
+
+
 def _unregistrable(params: Params, tags: dict[str, str], dvc_file: Path) -> str | None:
     """Why this run's model cannot be rebuilt from its lineage (None: it can). Only asked when
     `register.require_committed`: code, params or data that no commit records."""
@@ -97,6 +112,7 @@ def register(params: Params, layout: Layout, *, stage: str = "register", flow_ru
     flat = {f"test_{m}_{k}": v for m, scores in metrics["test"].items() for k, v in scores.items()}
     flat |= {f"retrieval_{pair.replace('->', '_to_')}_{k.replace('@', '_at_')}": v
              for pair, found in metrics.get("retrieval", {}).items() for k, v in found.items()}
+    flat |= shift_metrics(layout)
     example = artifacts.read_csv(layout.split_manifest).query("split == 'test'").head(2)
     input_example = requests_for(example, modalities, params.data.root)
     registered = log_and_register(
@@ -115,7 +131,8 @@ def register(params: Params, layout: Layout, *, stage: str = "register", flow_ru
         artifacts=[layout.metrics, layout.confusion, layout.predictions, layout.validation,
                    layout.validation_report, layout.rejects, layout.clean_metrics, layout.clean_expectations,
                    layout.feature_expectations, layout.data_report, layout.split_manifest, layout.split_metrics,
-                   layout.split_groups, layout.drift, layout.feature_drift],  # drift: logged where recorded
+                   layout.split_groups, layout.drift, layout.feature_drift,  # drift, shift: logged where recorded
+                   layout.shift_metrics, layout.shift_scores],
         code_dir=Path(mmops.__file__).parent,
         model_config=dataclasses.asdict(params.serve),
         # a retried registration inside one flow run finishes the first attempt's version

@@ -137,7 +137,7 @@ def fit_finetune(train: Split, val: Split, tuned: list[Modality], num_classes: i
     whose served, fused prediction has the lowest validation loss is kept (head and encoders;
     the probed head alone, as epoch 0, if no epoch beats it). Test data never enters here."""
     probed = fit(train.features, train.target, val.features, val.target, num_classes, params, device,
-                 train.present, val.present)
+                 train.present, val.present, calibrate=False)
     head = probed.model  # standardised with the pretrained features' statistics, as it stays
     generator = seed_everything(params.seed)
     dropping = torch.Generator().manual_seed(params.seed + 1)
@@ -156,7 +156,7 @@ def fit_finetune(train: Split, val: Split, tuned: list[Modality], num_classes: i
     val_loader = DataLoader(_Inputs(val, transforms, root, None, train_inputs.blank), shuffle=False, **loading)
     align = head.alignment is not None and params.contrastive_weight > 0
     history: list[dict[str, float]] = []
-    best: tuple[dict, dict[str, Weights]] = (copy.deepcopy(head.state_dict()), _weights(model))
+    best: tuple[dict, dict[str, Weights], Features] = (copy.deepcopy(head.state_dict()), _weights(model), val.features)
     best_epoch, best_loss = 0, probed.history[probed.best_epoch - 1]["val_loss"]
     bar, start = progress(params.finetune_epochs, f"finetune {params.fusion}", "epoch"), time.perf_counter()
     # fixed-size inputs: let cuDNN pick its fastest kernels (bf16 numbers are not bit-stable anyway)
@@ -197,8 +197,8 @@ def fit_finetune(train: Split, val: Split, tuned: list[Modality], num_classes: i
                 row[f"val_acc{suffix}"] = float((val_lp[name][rows].argmax(1) == val.target[rows]).float().mean())
             history.append(row)
             if row["val_loss"] < best_loss:
-                best, best_epoch, best_loss = (copy.deepcopy(served.state_dict()), _weights(model)), epoch, \
-                    row["val_loss"]
+                best, best_epoch, best_loss = (copy.deepcopy(served.state_dict()), _weights(model), val_features), \
+                    epoch, row["val_loss"]
             bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_loss=f"{row['val_loss']:.3f}", refresh=False)
             bar.update(1)
     bar.close()
@@ -208,4 +208,6 @@ def fit_finetune(train: Split, val: Split, tuned: list[Modality], num_classes: i
              params.finetune_epochs * len(train.ids) / max(seconds, 1e-9), device, best_epoch, best_loss,
              probed.history[probed.best_epoch - 1]["val_loss"])
     head.load_state_dict(best[0])
+    # calibrated like the frozen mode, on the validation features of the encoders kept
+    head.calibrate(predict(head, best[2], device, val.present).log_probs, val.target, val.present)
     return FineTuned(model=head.cpu().eval(), encoders=best[1], best_epoch=best_epoch, history=history)

@@ -117,11 +117,12 @@ def fit(
     train: Features, y_train: torch.Tensor, val: Features, y_val: torch.Tensor,
     num_classes: int, params: TrainParams, device: torch.device,
     present_train: Mask | None = None, present_val: Mask | None = None,
-    checkpoint: Path | None = None, resume: bool = False, job: Dist = Dist(),
+    checkpoint: Path | None = None, resume: bool = False, job: Dist = Dist(), calibrate: bool = True,
 ) -> FitResult:
     """Train the fusion model named by `params.fusion`. After each epoch the model is completed
     as it would be served (its validation step fitted on a copy), and the epoch whose served
-    (`fused`) prediction has the lowest validation loss is kept. Test data never enters here.
+    (`fused`) prediction has the lowest validation loss is kept; with `calibrate`, its
+    temperatures are then fitted on validation (`FusionModel.calibrate`). Test data never enters here.
 
     With `checkpoint`, the whole training state is written there after every epoch; with
     `resume` too, a run killed mid-way continues from its last epoch and ends exactly as the
@@ -217,4 +218,6 @@ def fit(
     if best_state is None:
         raise ValueError(f"training diverged: the validation loss was never finite (last: {history[-1]})")
     model.load_state_dict(best_state)
+    if calibrate:
+        model.calibrate(predict(model, val, device, present_val).log_probs, y_val, present_val)
     return FitResult(model=model.cpu().eval(), best_epoch=best_epoch, history=history)

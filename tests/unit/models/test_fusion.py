@@ -98,6 +98,24 @@ def test_late_fusion_shares_are_weight_times_probability_and_sum_to_the_fused_on
     assert torch.isnan(shares["text"][1]) and torch.isnan(shares["image"][2])
 
 
+def test_a_calibrated_late_models_shares_split_its_served_confidence_as_the_mixture_does():
+    torch.manual_seed(0)
+    model = build_fusion("late", {"image": 4, "text": 3}, 5, hidden_dim=0, dropout=0.0)
+    model.fusion_weights.copy_(torch.tensor([0.3, 0.7]))
+    features = {"image": torch.randn(3, 4), "text": torch.randn(3, 3)}
+    present = {"image": torch.ones(3, dtype=torch.bool), "text": torch.tensor([True, False, True])}
+    raw, chosen = _explained(model, features, present)
+    model.temperatures = {"image": 2.0, "text": 0.7, "fused": 1.5}
+    outputs, _ = _explained(model, features, present)
+    shares = model.contributions(features, present, outputs, chosen)
+    served = outputs["fused"].exp()[torch.arange(3), chosen]
+    assert float(shares["image"][0] + shares["text"][0]) == pytest.approx(float(served[0]), abs=1e-6)
+    image_part = 0.3 * raw["image"][0, chosen[0]].exp()
+    text_part = 0.7 * raw["text"][0, chosen[0]].exp()
+    assert float(shares["image"][0]) == pytest.approx(float(served[0] * image_part / (image_part + text_part)), abs=1e-6)
+    assert float(shares["image"][1]) == pytest.approx(float(served[1]), abs=1e-6)  # alone: all of it
+
+
 def test_any_fusion_can_explain_by_leaving_each_modality_out():
     torch.manual_seed(1)
     model = build_fusion("late", {"image": 4, "text": 3}, 5, hidden_dim=0, dropout=0.0)

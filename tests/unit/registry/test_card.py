@@ -85,3 +85,19 @@ def test_the_cards_intervals_resample_the_splits_groups():
     by_rows = bootstrap_scores(target, predicted, 3)["accuracy"]
     by_groups = bootstrap_scores(target, predicted, 3, split["group"].to_numpy())["accuracy"]
     assert by_groups[2] - by_groups[1] > 2 * (by_rows[2] - by_rows[1])
+
+
+def test_the_card_shows_each_shift_sets_scores_and_regret_and_names_a_skipped_set():
+    scored = {"samples": 40, "regret": -0.05, "models": {
+        "image": {"accuracy": 0.55, "macro_f1": 0.5, "ece": 0.12, "samples": 40},
+        "fused": {"accuracy": 0.875, "macro_f1": 0.8, "ece": 0.07, "samples": 40}}}
+    shift = {"twitter": {"all": {**scored, "samples": 300}, "test_ids": scored}, "mine": {"skipped": "x.csv is absent"}}
+    page = render(CardInputs(**{**_inputs().__dict__, "shift": shift}))
+    section = page[page.index("<h2>Under shift</h2>"):page.index("<h2>Training curves</h2>")]
+    assert "ids (40)" in section and "all rows (300)" in section
+    assert "0.875" in section and "-0.050" in section and "mine: x.csv is absent" in section
+
+
+def test_a_card_without_shift_scores_says_they_were_not_measured():
+    page = render(_inputs())
+    assert "Not measured" in page[page.index("<h2>Under shift</h2>"):]

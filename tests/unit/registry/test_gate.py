@@ -4,7 +4,7 @@ from sklearn.metrics import f1_score
 
 from mmops.config import PromoteParams
 from mmops.evaluation.bootstrap import Resampler
-from mmops.registry.gate import UNKNOWN, Evaluation, decide, macro_f1, paired_bootstrap
+from mmops.registry.gate import UNKNOWN, Evaluation, ShiftEvaluation, decide, macro_f1, paired_bootstrap
 
 RNG = np.random.default_rng(0)
 TARGET = RNG.integers(0, 4, 400)
@@ -215,3 +215,60 @@ def test_champion_and_challenger_must_be_scored_on_the_same_samples():
     other = Evaluation("1", TARGET[::-1], TARGET, {}, 1.0, classes=CLASSES)
     with pytest.raises(ValueError, match="same samples"):
         decide(_evaluation(_noisy(0.9, 1)), other, PARAMS)
+
+
+# -- shift sets: the fusion regret, and no large fall below the champion ------------------------
+
+def _shift(fused, champion=None, unseen=None, **modalities):
+    challenger = _evaluation(fused, **modalities)
+    return ShiftEvaluation("twitter", challenger, _evaluation(champion, version="1") if champion is not None else None,
+                           unseen)
+
+
+def test_a_challenger_whose_fusion_loses_to_one_modality_under_shift_is_refused_naming_the_set():
+    # in-domain it is fine; on the shift set the image is blind and fusion follows it below the text
+    shift = _shift(_noisy(0.55, 1), image=_noisy(0.3, 3), text=_noisy(0.8, 4))
+    decision = decide(_evaluation(_noisy(0.9, 1)), None, PARAMS, shifts=(shift,))
+    assert not decision.promote
+    assert _failed(decision) == [next(r for r in decision.reasons if "fusion regret" in r)]
+    assert "shift set 'twitter'" in decision.summary and "text alone beats it" in decision.summary
+    assert decision.numbers["shift_twitter_regret"] > 0.1
+
+
+def test_fusion_at_least_as_good_as_each_modality_under_shift_passes():
+    shift = _shift(_noisy(0.85, 1), image=_noisy(0.5, 3), text=_noisy(0.8, 4))
+    decision = decide(_evaluation(_noisy(0.9, 1)), None, PARAMS, shifts=(shift,))
+    assert decision.promote and any("fusion regret" in r and r.startswith("pass") for r in decision.reasons)
+
+
+def test_the_shift_regret_limit_holds_exactly_at_the_limit():
+    # 400 rows: text right on 8 more rows than fused is a regret of exactly 0.02
+    fused = _noisy(0.8, 1)
+    text = fused.copy()
+    fix = np.flatnonzero(fused != TARGET)[:8]
+    text[fix] = TARGET[fix]
+    at_limit = decide(_evaluation(_noisy(0.9, 1)), None, PromoteParams(**{**PARAMS.__dict__, "max_shift_regret": 0.02}),
+                      shifts=(_shift(fused, image=_noisy(0.3, 3), text=text),))
+    assert at_limit.promote, at_limit.summary
+
+
+def test_a_challenger_far_below_the_champion_under_shift_is_refused():
+    challenger, champion = _worse_by(20)  # 5 points of accuracy on 400 rows
+    shift = _shift(challenger, champion=champion, image=_noisy(0.3, 3), text=_noisy(0.4, 4))
+    decision = decide(_evaluation(_noisy(0.9, 1)), _evaluation(_noisy(0.9, 1), version="1"), PARAMS, shifts=(shift,))
+    assert not decision.promote and "shift set 'twitter' vs champion v1" in decision.summary
+
+
+def test_the_fall_below_the_champion_under_shift_is_judged_on_the_rows_it_never_saw():
+    challenger, champion = _worse_by(20)
+    seen = np.zeros(len(TARGET), bool)
+    seen[np.flatnonzero(challenger != champion)] = True  # every differing row was the champion's training data
+    shift = _shift(challenger, champion=champion, unseen=~seen, image=_noisy(0.3, 3), text=_noisy(0.4, 4))
+    decision = decide(_evaluation(_noisy(0.9, 1)), _evaluation(_noisy(0.9, 1), version="1"), PARAMS, shifts=(shift,))
+    assert decision.promote, decision.summary
+
+
+def test_a_shift_set_that_could_not_be_read_is_named_and_not_judged():
+    decision = decide(_evaluation(_noisy(0.9, 1)), None, PARAMS,
+                      shifts=(ShiftEvaluation("mine", skipped="shift/mine/metadata.csv is absent"),))
+    assert decision.promote and "shift set 'mine' not judged: shift/mine/metadata.csv is absent" in decision.reasons

@@ -5,13 +5,16 @@ per-sample mask of the modalities present go in; a `FusionOutput` comes out (log
 per modality and `fused`, and the per-modality embeddings the method fuses). Each method brings
 its own loss, optional preparation on the train split, and an optional step fitted on
 validation data once training is done. Any method can carry an `Alignment` (a CLIP-style
-objective over its embeddings, `train.contrastive_weight`).
+objective over its embeddings, `train.contrastive_weight`), and every model is calibrated the
+same way once trained: a temperature per output, fitted on validation (`calibrate`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -20,6 +23,7 @@ from torch import nn
 
 from mmops.config import build_section
 from mmops.models.fusion.align import Alignment
+from mmops.models.temperature import fit_temperature, scaled
 
 Features = dict[str, torch.Tensor]  # modality -> (N, dim)
 Mask = dict[str, torch.Tensor]  # modality -> (N,) bool: present for that sample
@@ -58,6 +62,9 @@ class FusionModel(nn.Module, ABC):
         self.dims = dict(dims)
         self.num_classes = num_classes
         self.alignment: Alignment | None = None
+        # output name -> temperature, set by `calibrate` once training is done (empty: raw outputs,
+        # so training and model selection never see a temperature)
+        self.temperatures: dict[str, float] = {}
 
     def align(self, dim: int, seed: int = 0) -> None:
         """Give the model (still on the CPU) an alignment head projecting its embeddings to `dim`
@@ -79,7 +86,31 @@ class FusionModel(nn.Module, ABC):
         modalities' embeddings, each computed once. A modality absent for a sample must not
         influence its `fused`."""
         embeddings = self.embed(features)
-        return FusionOutput(self.answer(features, embeddings, present), embeddings)
+        log_probs = self.answer(features, embeddings, present)
+        if self.temperatures:
+            log_probs = {k: scaled(v, self.temperatures[k]) if k in self.temperatures else v for k, v in log_probs.items()}
+        return FusionOutput(log_probs, embeddings)
+
+    def calibrate(self, outputs: dict[str, torch.Tensor], target: torch.Tensor, present: Mask) -> dict[str, float]:
+        """Fit one temperature per output (`fused`, and each modality alone on the samples that
+        have it) to uncalibrated validation `outputs` (made with no temperatures set), and use them
+        from now on: in evaluate, explanations and serving alike. Returns them."""
+        fitted = {}
+        for name, log_probs in outputs.items():
+            rows = present[name].cpu() if name in present else torch.ones(len(target), dtype=torch.bool)
+            if bool(rows.any()):
+                fitted[name] = fit_temperature(log_probs.cpu()[rows], target.cpu()[rows])
+        self.temperatures = fitted
+        return fitted
+
+    @contextmanager
+    def uncalibrated(self) -> Iterator[FusionModel]:
+        """The model without its temperatures, inside the `with` block (the ECE before calibration)."""
+        kept, self.temperatures = self.temperatures, {}
+        try:
+            yield self
+        finally:
+            self.temperatures = kept
 
     def log_probs(self, features: Features, present: Mask) -> dict[str, torch.Tensor]:
         """Just the log-probabilities of `forward`."""

@@ -83,17 +83,27 @@ class LateFusion(FusionModel):
         log_w = mixture_log_weights(weights, mask)
         return torch.logsumexp(stacked + log_w.unsqueeze(-1), dim=1)
 
+    @torch.no_grad()
     def contributions(self, features: Features, present: Mask, outputs: dict[str, torch.Tensor],
                       chosen: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Exact for a mixture: each present modality's weight (renormalised over the modalities
-        present) times its probability of the chosen class; the shares sum to the fused one."""
+        """Exact for a mixture: each present modality's part of it (its weight, renormalised over
+        the modalities present, times its probability of the chosen class), uncalibrated, as a
+        fraction of their sum, times the served (calibrated) fused probability; the shares sum
+        to the fused one."""
         mask = torch.stack([present[m].cpu() for m in self.modalities], dim=1)  # (N, M)
         # the very weights `fuse` mixed with, so the shares add up to its probability even where
         # a fitted weight is 0 (a record with only that modality: its share is all of it)
         weights = mixture_log_weights(self.fusion_weights.cpu(), mask).exp()
-        rows = torch.arange(len(chosen))
-        return {m: torch.where(mask[:, i], weights[:, i] * outputs[m].exp().cpu()[rows, chosen.cpu()], torch.nan)
-                for i, m in enumerate(self.modalities)}
+        rows, chosen = torch.arange(len(chosen)), chosen.cpu()
+        device = self.fusion_weights.device
+        with self.uncalibrated():  # the mixture as it was mixed, before the temperatures
+            raw = self.log_probs({m: t.to(device) for m, t in features.items()},
+                                 {m: p.to(device) for m, p in present.items()})
+        parts = torch.stack([weights[:, i] * raw[m].float().exp().cpu()[rows, chosen]
+                             for i, m in enumerate(self.modalities)], dim=1).masked_fill(~mask, 0.0)
+        fused = outputs[FUSED].float().exp().cpu()[rows, chosen]
+        scale = fused / parts.sum(1).clamp_min(1e-30)
+        return {m: torch.where(mask[:, i], parts[:, i] * scale, torch.nan) for i, m in enumerate(self.modalities)}
 
     def loss(self, log_probs: dict[str, torch.Tensor], target: torch.Tensor, present: Mask,
              smoothing: float = 0.0) -> torch.Tensor:
