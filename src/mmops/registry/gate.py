@@ -171,8 +171,8 @@ def _judge_shift(shift: ShiftEvaluation, params: PromoteParams, reasons: list[st
         numbers[f"shift_{name}_regret"] = regret["regret"]
         ok = regret["regret"] <= params.max_shift_regret
         reasons.append(f"{'pass' if ok else 'FAIL'}: shift set '{name}' ({n} rows of the test split's ids): fused "
-                       f"accuracy {fused_accuracy:.3f}, {regret['regret_modality']} alone beats it by "
-                       f"{regret['regret']:+.3f} (fusion regret) <= {params.max_shift_regret:+.3f}")
+                       f"accuracy {fused_accuracy:.3f}, fusion regret ({regret['regret_modality']} alone minus fused) "
+                       f"{regret['regret']:+.3f} <= {params.max_shift_regret:+.3f}")
     if shift.champion is None:
         return
     rows = np.ones(n, bool) if shift.unseen is None else np.asarray(shift.unseen, bool)

@@ -231,7 +231,7 @@ def test_a_challenger_whose_fusion_loses_to_one_modality_under_shift_is_refused_
     decision = decide(_evaluation(_noisy(0.9, 1)), None, PARAMS, shifts=(shift,))
     assert not decision.promote
     assert _failed(decision) == [next(r for r in decision.reasons if "fusion regret" in r)]
-    assert "shift set 'twitter'" in decision.summary and "text alone beats it" in decision.summary
+    assert "shift set 'twitter'" in decision.summary and "(text alone minus fused) +0.1" in decision.summary
     assert decision.numbers["shift_twitter_regret"] > 0.1
 
 
