@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO, venv_env
-from tests.integration.conftest import git, tracking_uri
+from tests.integration.conftest import git, lenient_params, tracking_uri
 from tests.integration.servers import free_port, stop, wait_for_http
 
 pytestmark = pytest.mark.slow
@@ -49,9 +49,7 @@ def _deployable(project: Path) -> Path:
     on 72 samples can pass (so the first run promotes), committed."""
     shutil.copytree(REPO / "flows", project / "flows", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "prefect.yaml", project / "prefect.yaml")
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    params["promote"].update(min_macro_f1=0.0, min_margin_over_best_modality=-1.0, max_p95_latency_ms=60000)
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (project / "params.yaml").write_text(yaml.safe_dump(lenient_params(project), sort_keys=False))
     git(project, "add", "-A")
     git(project, "commit", "-q", "-m", "deployable")
     return project
