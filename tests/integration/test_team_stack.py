@@ -84,7 +84,8 @@ def test_register_promote_and_serve_through_a_tracking_server_on_postgresql(proj
     assert str(challenger.version) == "1"
 
     # the gate, with floors a 5-epoch model on 72 samples can pass
-    (project / "lenient.yaml").write_text(yaml.safe_dump(lenient_params(project), sort_keys=False))
+    params = lenient_params(project)
+    (project / "lenient.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     promoted = _run(project, env, str(Path(sys.executable).parent / "mmops"), "promote", "--params", "lenient.yaml")
     assert "PROMOTED: champion is v1" in promoted.stdout, promoted.stdout
     assert str(client.get_model_version_by_alias(NAME, "champion").version) == "1"
