@@ -5,7 +5,7 @@ default): fused / image / text accuracy, macro-F1 and ECE, and the fusion regret
 modality minus fused; <= 0 is the goal). With and without modality dropout, which teaches the
 fused path to answer from one modality alone.
 
-    .venv/bin/python bench/shift.py                              # after `make run` (about 3 minutes)
+    .venv/bin/python bench/shift.py --seeds 0 1 2                # after `make run` (about 5 minutes)
     .venv/bin/python bench/shift.py --methods late gated --dropouts 0 0.3 --seeds 0 1
 """
 
@@ -54,27 +54,39 @@ def main() -> None:
         sets[name] = (features, present, np.array([classes.index(label) for label in rows[LABEL]]))
         print(f"{name}: {len(rows)} rows whose ids are in the test split", flush=True)
 
-    def cell(scores: dict, model: str) -> str:
-        s = scores["models"][model]
-        return f"{s['accuracy']:.3f} / {s['macro_f1']:.3f} / {s['ece']:.3f}"
+    def cells(numbers: list[float]) -> str:
+        """One set's 10 numbers after another: three models' "accuracy / macro-F1 / ECE", the regret."""
+        out = []
+        for start in range(0, len(numbers), 10):
+            n = numbers[start:start + 10]
+            out += [" / ".join(f"{x:.3f}" for x in n[i:i + 3]) for i in (0, 3, 6)] + [f"{n[9]:+.3f}"]
+        return " | ".join(out)
 
-    print("\n| method | modality dropout | seed | " + " | ".join(
-        f"{n} fused | {n} image | {n} text | {n} regret" for n in sets) + " |")
+    header = " | ".join(f"{n} fused | {n} image | {n} text | {n} regret" for n in sets)
+    print(f"\n| method | modality dropout | seed | {header} |")
     print("|---|---|---|" + "---|---|---|---|" * len(sets))
+    runs: dict[tuple[str, float], list[list[float]]] = {}
     for method in args.methods:
         for dropout in args.dropouts:
             for seed in args.seeds:
                 train = dataclasses.replace(params.train, fusion=method, modality_dropout=dropout, seed=seed)
                 model = fit(tr["features"], tr["target"], va["features"], va["target"], len(classes), train, CPU,
                             tr["present"], va["present"]).model
-                cells = []
+                numbers = []  # per set: accuracy, macro-F1, ECE of fused, image, text; then the regret
                 for features, present, y in sets.values():
                     out = predict(model, features, CPU, present).log_probs
                     scores = score_set({k: v.numpy() for k, v in out.items()}, y,
                                        {k: v.numpy() for k, v in present.items()}, len(classes))
-                    cells += [cell(scores, "fused"), cell(scores, "image"), cell(scores, "text"),
-                              f"{scores['regret']:+.3f}"]
-                print(f"| {method} | {dropout} | {seed} | " + " | ".join(cells) + " |", flush=True)
+                    numbers += [scores["models"][m][k] for m in ("fused", "image", "text")
+                                for k in ("accuracy", "macro_f1", "ece")] + [scores["regret"]]
+                runs.setdefault((method, dropout), []).append(numbers)
+                print(f"| {method} | {dropout} | {seed} | {cells(numbers)} |", flush=True)
+    if len(args.seeds) > 1:
+        print(f"\nMean over seeds {', '.join(map(str, args.seeds))}:\n")
+        print(f"| method | modality dropout | {header} |")
+        print("|---|---|" + "---|---|---|---|" * len(sets))
+        for (method, dropout), numbers in runs.items():
+            print(f"| {method} | {dropout} | {cells(list(np.mean(numbers, axis=0)))} |")
     print("\n(accuracy / macro-F1 / ECE; the shift sets on their rows whose ids are in the test split)")
 
 

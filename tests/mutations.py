@@ -57,6 +57,12 @@ MUTATIONS = {
         "self.fusion_weights.fill_(0.5)",
         "tests/unit/models/test_fusion.py::test_validation_step_puts_the_weight_on_the_modality_that_knows_the_answer",
     ),
+    "trust fusion ignores each modality's confidence": (
+        "src/mmops/models/fusion/trust.py",
+        "logits = coefficients[:, 0] + coefficients[:, 1] * confidence",
+        "logits = coefficients[:, 0] + 0 * confidence",
+        "tests/unit/models/test_fusion_methods.py::test_trust_fusion_weighs_each_modality_per_sample_by_its_confidence",
+    ),
     "the split lets near-duplicate images straddle splits": (
         "src/mmops/stages/data.py",
         "links=near + family_links(families)",

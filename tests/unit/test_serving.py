@@ -48,6 +48,8 @@ def _ckpt(params, path, *, dtype=torch.float32, device="cpu", encoders=None, met
         model.align(4)
     if method == "late":
         model.fusion_weights.copy_(torch.tensor([0.4, 0.6]))
+    if method == "trust":
+        model.trust_coefficients.copy_(torch.tensor([[0.2, 0.5], [0.0, 1.0]]))
     encoders = encoders or {m.name: m.identity(dtype, device) for m in mods}
     specs = [{"name": m.name, "column": m.column, "encoder": m.encoder, "options": m.options} for m in params.modalities]
     return save_torch(path, checkpoint(model, TINY_LABELS, epoch=1, encoders=encoders, modalities=specs))
@@ -114,8 +116,8 @@ def test_the_explanation_splits_the_fused_probability_between_the_modalities(ser
     assert alone["text"]["share"] == pytest.approx(out["confidence"][1], abs=1e-6)
 
 
-@pytest.mark.parametrize(("method", "aligned"), [("concat", False), ("gated", False), ("attention", True)])
-def test_a_joint_fusion_model_is_served_with_each_modalitys_masked_answer_and_its_share(tmp_path, method, aligned):
+@pytest.mark.parametrize(("method", "aligned"), [("concat", False), ("gated", False), ("attention", True), ("trust", False)])
+def test_a_model_without_additive_parts_is_served_with_each_modalitys_masked_answer_and_its_share(tmp_path, method, aligned):
     from tests.conftest import make_params
 
     params = _tiny_image_params(make_params(tmp_path / "data", labels=TINY_LABELS))

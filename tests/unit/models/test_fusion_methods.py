@@ -34,8 +34,8 @@ def _model(method: str, **options):
     return model.eval()
 
 
-def test_the_four_methods_are_registered():
-    assert METHODS == ["attention", "concat", "gated", "late"]
+def test_the_five_methods_are_registered():
+    assert METHODS == ["attention", "concat", "gated", "late", "trust"]
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -152,3 +152,40 @@ def test_modality_dropout_never_leaves_a_sample_without_a_modality_and_is_seeded
     again = drop_modalities(present, 0.6, torch.Generator().manual_seed(0))
     assert all(torch.equal(dropped[m], again[m]) for m in present)
     assert drop_modalities(present, 0.0, torch.Generator()) is present
+
+
+def _log_probs(rows: list[list[float]], repeat: int, jitter: float, generator: torch.Generator) -> torch.Tensor:
+    p = torch.tensor(rows).repeat(repeat, 1)
+    p = p + jitter * torch.rand(p.shape, generator=generator)
+    return (p / p.sum(1, keepdim=True)).log()
+
+
+def test_trust_fusion_weighs_each_modality_per_sample_by_its_confidence():
+    # every label is class 0. On half the rows the image head is sure and right, on the other
+    # half unsure and wrong; the text head is mildly right everywhere
+    g = torch.Generator().manual_seed(0)
+    sure, unsure = [[0.9, 0.05, 0.05]], [[0.25, 0.5, 0.25]]
+    image = torch.cat([_log_probs(sure, 30, 0.05, g), _log_probs(unsure, 30, 0.05, g)])
+    text = _log_probs([[0.45, 0.3, 0.25]], 60, 0.05, g)
+    outputs, target = {"image": image, "text": text}, torch.zeros(60, dtype=torch.long)
+    present = {m: torch.ones(60, dtype=torch.bool) for m in outputs}
+    model = build_fusion("trust", {"image": 2, "text": 2}, 3, hidden_dim=0, dropout=0.0)
+    unfitted = model.trust(outputs, present)
+    assert torch.allclose(unfitted, torch.full((60, 2), 0.5))  # before the fit: the geometric mean
+    model.fit_on_validation(outputs, target, present)
+    weights = model.trust(outputs, present)[:, 0]  # the image's weight per row
+    assert float(weights[:30].min()) > float(weights[30:].max())  # trusted where sure, not where unsure
+    assert bool((model.fuse(outputs, present).argmax(1) == 0).all())
+    # the geometric mean (equal weights everywhere) follows the unsure image on most of those rows
+    geometric = model.fuse(outputs, present, torch.zeros(2, 2))
+    assert float((geometric[30:].argmax(1) != 0).float().mean()) > 0.5
+
+
+def test_trust_fusion_gives_an_absent_modality_no_weight():
+    model = build_fusion("trust", {"image": 2, "text": 2}, 3, hidden_dim=0, dropout=0.0)
+    model.trust_coefficients.copy_(torch.tensor([[1.0, 2.0], [0.5, -1.0]]))
+    lp = torch.log_softmax(torch.randn(4, 3, generator=torch.Generator().manual_seed(0)), 1)
+    present = {"image": torch.tensor([True, False, True, True]), "text": torch.tensor([True, True, False, True])}
+    weights = model.trust({"image": lp, "text": lp.flip(0)}, present)
+    assert weights[1].tolist() == [0.0, 1.0] and weights[2].tolist() == [1.0, 0.0]
+    assert torch.allclose(weights.sum(1), torch.ones(4))

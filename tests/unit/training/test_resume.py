@@ -44,7 +44,7 @@ def _same_weights(a, b) -> bool:
     return all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
 
 
-@pytest.mark.parametrize("fusion", ["late", "attention"])
+@pytest.mark.parametrize("fusion", ["late", "attention", "trust"])
 def test_a_run_killed_mid_way_and_resumed_ends_with_the_uninterrupted_runs_weights(tmp_path, monkeypatch, fusion):
     (tr, ytr), (va, yva) = _data(96, 0), _data(48, 1)
     params = dataclasses.replace(PARAMS, fusion=fusion,
