@@ -44,6 +44,15 @@ def _stage(args: argparse.Namespace) -> int:
 def _sample(args: argparse.Namespace) -> int:
     from mmops.data.sample import DEFAULT_VENDOR, build_vendor_sample, ensure_sample
 
+    if args.dataset == "tuxpaint":
+        from mmops.data.tuxpaint import MIN_PER_CLASS, ensure_tuxpaint
+
+        print(ensure_tuxpaint(Path(args.out or "datasets/tuxpaint"), Path(args.cache or ".cache/apt"),
+                              deb=Path(args.deb) if args.deb else None,
+                              min_per_class=MIN_PER_CLASS if args.min_per_class is None else args.min_per_class))
+        return 0
+    args.cache = args.cache or ".cache/npm"
+
     if args.vendor != DEFAULT_VENDOR or args.out:
         out = Path(args.out or f"shift/{args.vendor}")  # shift/twitter.dvc versions the Twitter set
         print(build_vendor_sample(args.vendor, out, Path(args.cache), data_dir=Path(args.data)))
@@ -239,7 +248,13 @@ def build_parser() -> argparse.ArgumentParser:
     sample = sub.add_parser("sample", help="materialise the sample dataset into data/ as data.dvc records it; "
                             "with --vendor twitter, the same emoji in Twitter's art into shift/twitter (a shift set)")
     sample.add_argument("--data", default="data")
-    sample.add_argument("--cache", default=".cache/npm")
+    sample.add_argument("--dataset", choices=("emoji", "tuxpaint"), default="emoji",
+                        help="emoji (two modalities, the default) or tuxpaint: Tux Paint's stamps, picture + English "
+                        "caption + French spoken description, from Debian's package (into datasets/tuxpaint)")
+    sample.add_argument("--cache", default=None, help="where fetched packages are kept (.cache/npm, .cache/apt)")
+    sample.add_argument("--deb", default=None, help="tuxpaint: the package's .deb, supplied by hand (checked)")
+    sample.add_argument("--min-per-class", type=int, default=None,
+                        help="tuxpaint: drop the categories with fewer stamps than this (15)")
     sample.add_argument("--dvc-file", default="data.dvc")
     sample.add_argument("--vendor", default="google", help="whose emoji art: google (data/) or twitter")
     sample.add_argument("--out", default=None, help="a folder outside data/ for another vendor's sample "
