@@ -1,6 +1,6 @@
 """The modalities mmops knows, by the name a `modalities:` entry in params.yaml uses.
 
-Adding one (audio, say) is a module beside these with a `Modality` subclass, and one line here.
+Adding one is a module beside these with a `Modality` subclass, and one line here.
 """
 
 from __future__ import annotations
@@ -11,11 +11,12 @@ from pathlib import Path
 import pandas as pd
 
 from mmops.config import ModalityParams
+from mmops.modalities.audio import AudioModality
 from mmops.modalities.base import Modality, present
 from mmops.modalities.image import ImageModality
 from mmops.modalities.text import TextModality
 
-REGISTRY: dict[str, type[Modality]] = {cls.name: cls for cls in (ImageModality, TextModality)}
+REGISTRY: dict[str, type[Modality]] = {cls.name: cls for cls in (ImageModality, TextModality, AudioModality)}
 
 
 def build_modalities(specs: Iterable[ModalityParams]) -> tuple[Modality, ...]:

@@ -1,0 +1,185 @@
+"""Audio: a path in the manifest (Ogg Vorbis, FLAC or WAV), base64 bytes in a request, and as
+features the frozen baseline the seeds' CNN is to beat: each clip's MFCCs' mean and standard
+deviation (`audio_features`)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mmops.modalities.audio_features import AudioSpec, mfcc_statistics, read_clip
+from mmops.modalities.base import EncoderSpec, Modality, Weights, present
+from mmops.modalities.media import MediaError, content_hash, resolve_media
+
+FORMATS = ("OGG", "FLAC", "WAV")
+
+
+@dataclass(frozen=True)
+class AudioOptions:
+    sample_rate: int = 16_000  # every clip is resampled to this rate
+    max_seconds: float = 5.0  # the part of a clip the encoder hears
+    max_file_seconds: float = 30.0  # longer files are refused (in the manifest and in requests)
+    silence_dbfs: float = -60.0  # a clip quieter than this (RMS, dB full scale) is refused as silent
+    max_channels: int = 2
+
+    def __post_init__(self) -> None:
+        if self.sample_rate < 4000 or not 0 < self.max_seconds <= self.max_file_seconds or self.max_channels < 1:
+            raise ValueError("params.yaml: modality 'audio' needs sample_rate >= 4000, "
+                             "0 < max_seconds <= max_file_seconds and max_channels >= 1")
+
+    @property
+    def spec(self) -> AudioSpec:
+        return AudioSpec(sample_rate=self.sample_rate, max_seconds=self.max_seconds)
+
+
+def decode_audio(source: Path | bytes, options: AudioOptions) -> tuple[np.ndarray, dict[str, float]]:
+    """The clip as the encoder hears it (mono, resampled, cut) and its facts: duration (s),
+    sample rate and channels as recorded, loudness (RMS over the whole clip, dBFS). Refuses, with
+    a `MediaError` naming the problem, what libsndfile cannot decode, another container, too many
+    channels, an empty, over-long or silent clip."""
+    import soundfile
+
+    handle = io.BytesIO(source) if isinstance(source, bytes) else source
+    try:
+        info = soundfile.info(handle)
+        if isinstance(handle, io.BytesIO):
+            handle.seek(0)
+        if info.format not in FORMATS:
+            raise MediaError(f"unsupported audio: {info.format} (accepted: {', '.join(FORMATS)})")
+        if info.channels > options.max_channels:
+            raise MediaError(f"unsupported audio: {info.channels} channels (at most {options.max_channels})")
+        if info.frames == 0:
+            raise MediaError("empty audio: no samples")
+        if info.frames / info.samplerate > options.max_file_seconds:
+            raise MediaError(f"audio too long: {info.frames / info.samplerate:.1f} s (at most "
+                             f"{options.max_file_seconds:g} s)")
+        whole, _ = soundfile.read(handle, dtype="float32", always_2d=True)
+    except soundfile.LibsndfileError as err:
+        raise MediaError(f"unreadable audio: {err.error_string}") from err
+    except (RuntimeError, TypeError) as err:  # soundfile's own refusals of what is not audio at all
+        raise MediaError(f"unreadable audio: {err}") from err
+    loudness = float(20 * np.log10(np.sqrt(np.mean(whole.mean(axis=1) ** 2)) + 1e-12))
+    if loudness < options.silence_dbfs:
+        raise MediaError(f"silent audio: {loudness:.0f} dBFS (below {options.silence_dbfs:g})")
+    if isinstance(handle, io.BytesIO):
+        handle.seek(0)
+    wave = read_clip(handle, options.spec)
+    return wave, {"seconds": info.frames / info.samplerate, "sample_rate": float(info.samplerate),
+                  "channels": float(info.channels), "loudness_dbfs": loudness}
+
+
+class MFCCFeaturizer:
+    """The frozen baseline: a clip's 20 MFCCs' mean and standard deviation (40 numbers), on the
+    CPU in float32 whatever the device (it is a few milliseconds a clip)."""
+
+    def __init__(self, spec: AudioSpec) -> None:
+        self.spec = spec
+
+    def __call__(self, sources: Sequence[Any], *, batch_size: int,
+                 load: Callable[[Any], np.ndarray] | None = None) -> torch.Tensor:
+        waves = [load(s) if load is not None else s for s in sources]
+        if not waves:
+            return torch.zeros(0, 2 * self.spec.n_mfcc)
+        return torch.stack([mfcc_statistics(w, self.spec) for w in waves]).float()
+
+
+class AudioModality(Modality):
+    name = "audio"
+    media = True
+    feature_dim = 2 * AudioSpec.n_mfcc
+    fact_names = ("seconds", "sample_rate", "channels", "loudness_dbfs", "bytes")
+    # 26-58 on the Tux Paint clips; digital silence gives 184 (every band at the log floor)
+    feature_norm = (5.0, 150.0)
+    Options = AudioOptions
+    # the decoder (libsndfile), the resampler, and the transforms
+    encoders = {"mfcc-stats": EncoderSpec(("soundfile", "scipy", "torch"))}
+
+    def check(self, value: str, root: Path) -> str | None:
+        try:
+            path = resolve_media(root, value)
+        except ValueError as err:
+            return f"bad audio path: {err}"
+        return None if path.is_file() else "audio file not found"
+
+    def problem(self, value: str, root: Path) -> str | None:
+        reason = self.check(value, root)
+        if reason is None:
+            try:
+                self.load(value, root)
+            except MediaError as err:
+                return str(err)
+        return reason
+
+    def content_key(self, value: str, root: Path) -> str:
+        return content_hash(resolve_media(root, value))
+
+    def facts(self, value: str, root: Path) -> dict[str, Any]:
+        path = resolve_media(root, value)
+        _, facts = decode_audio(path, self.options)
+        return facts | {"bytes": path.stat().st_size}
+
+    def expectations(self) -> list[Any]:
+        import great_expectations as gx
+
+        e, o = gx.expectations, self.options
+        return [e.ExpectColumnValuesToBeBetween(column="audio_seconds", min_value=0, max_value=o.max_file_seconds,
+                                                strict_min=True),
+                e.ExpectColumnValuesToBeBetween(column="audio_channels", min_value=1, max_value=o.max_channels),
+                e.ExpectColumnValuesToBeBetween(column="audio_loudness_dbfs", min_value=o.silence_dbfs, max_value=0.5),
+                e.ExpectColumnValuesToBeBetween(column="audio_bytes", min_value=1)]
+
+    def measures(self, loaded: np.ndarray) -> dict[str, float]:
+        """Length (s, as heard: at most `max_seconds`) and loudness (RMS, dBFS) of the clip."""
+        rms = float(np.sqrt(np.mean(loaded.astype(np.float64) ** 2))) if len(loaded) else 0.0
+        return {"seconds": len(loaded) / self.options.sample_rate, "loudness": 20 * np.log10(rms + 1e-12)}
+
+    def load(self, value: str, root: Path) -> np.ndarray:
+        return decode_audio(resolve_media(root, value), self.options)[0]
+
+    def augment(self, loaded: np.ndarray, strength: float, seed: int) -> np.ndarray:
+        """A shift in time (up to 0.2 s, wrapping), a gain (up to ±6 dB) and background noise (down
+        to 20 dB below the clip), each scaled by `strength`."""
+        if strength <= 0:
+            return loaded
+        rng = np.random.default_rng(seed)
+        shift = int(rng.uniform(-0.2, 0.2) * strength * self.options.sample_rate)
+        view = np.roll(loaded, shift) * 10 ** (rng.uniform(-6, 6) * strength / 20)
+        rms = float(np.sqrt(np.mean(view ** 2))) if len(view) else 0.0
+        noise = rng.normal(0.0, rms * 10 ** (-(40 - 20 * strength) / 20), size=len(view))
+        return np.clip(view + noise, -1.0, 1.0).astype(np.float32)
+
+    def store(self, view: np.ndarray, folder: Path, stem: str) -> str:
+        import soundfile
+
+        path = Path(folder) / f"{stem}.wav"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        soundfile.write(path, view, self.options.sample_rate, format="WAV", subtype="PCM_16")
+        return path.relative_to(folder).as_posix()
+
+    def encoder(self, device: torch.device, dtype: torch.dtype, weights: Weights | None = None) -> MFCCFeaturizer:
+        return MFCCFeaturizer(self.options.spec)
+
+    def input_size(self) -> int:
+        return int(self.options.sample_rate * self.options.max_seconds)
+
+    def from_request(self, value: Any) -> np.ndarray | None:
+        if not present(value):
+            return None
+        if not isinstance(value, str):
+            raise ValueError(f"must be a base64 string, got {type(value).__name__}")
+        try:
+            data = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError) as err:
+            raise ValueError(f"not base64: {err}") from err
+        return decode_audio(data, self.options)[0]  # MediaError is a ValueError
+
+    def to_request(self, value: str, root: Path) -> str:
+        return base64.b64encode(resolve_media(root, value).read_bytes()).decode()
