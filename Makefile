@@ -57,7 +57,8 @@ $(STAMP): pyproject.toml constraints.txt
 data: install
 	mmops sample
 	mmops sample --vendor twitter
-	mmops sample --dataset tuxpaint
+	@if command -v apt-get >/dev/null; then mmops sample --dataset tuxpaint; \
+	else echo "no apt-get: datasets/tuxpaint not built (README: the three-modality sample, --deb)"; fi
 
 # `dvc plots show` offline: vega, vega-lite and vega-embed (hash-pinned npm tarballs, kept in
 # .cache/npm) inlined into one page template, named in .dvc/config.local
