@@ -93,7 +93,7 @@ def test_unknown_modality_and_encoder_and_option_are_named():
 
     raw = repo_params()
     raw["modalities"][0]["name"] = "smell"
-    with pytest.raises(ValueError, match="unknown modality 'smell'.*known: image, text"):
+    with pytest.raises(ValueError, match="unknown modality 'smell'.*known: audio, image, text"):
         build_modalities(params_from_dict(raw).modalities)
     raw = repo_params()
     raw["modalities"][0]["encoder"] = "resnet"
