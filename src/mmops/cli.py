@@ -106,14 +106,17 @@ def _summary(args: argparse.Namespace) -> int:
     layout = Layout(Path(args.artifacts))
     metrics = json.loads(layout.metrics.read_text())
     print(f"\nTest split ({metrics['test_samples']} samples):")
-    print(f"  {'model':<8} {'accuracy':>9} {'95% interval':>15} {'macro-F1':>9} {'95% interval':>15} {'ECE':>6} "
+    # fused first, then each subset of the modalities (pairs of three: `image-text`), then each alone
+    ordered = sorted(metrics["test"].items(), key=lambda item: (item[0] != "fused", -item[0].count("-"), item[0]))
+    width = max(8, *(len(name) for name in metrics["test"]))
+    print(f"  {'model':<{width}} {'accuracy':>9} {'95% interval':>15} {'macro-F1':>9} {'95% interval':>15} {'ECE':>6} "
           f"{'before':>6}")
 
     def number(scores: dict[str, float], key: str) -> str:
         return format(scores[key], ".3f") if key in scores else ""
 
-    for name, scores in sorted(metrics["test"].items(), key=lambda item: item[0] != "fused"):
-        print(f"  {name:<8} {scores['accuracy']:>9.3f} {_interval(scores, 'accuracy'):>15} "
+    for name, scores in ordered:
+        print(f"  {name:<{width}} {scores['accuracy']:>9.3f} {_interval(scores, 'accuracy'):>15} "
               f"{scores['macro_f1']:>9.3f} {_interval(scores, 'macro_f1'):>15} "
               f"{number(scores, 'ece'):>6} {number(scores, 'ece_uncalibrated'):>6}".rstrip())
     print("  (intervals: the test split's groups resampled, as the gate does; ECE: expected calibration error,\n"

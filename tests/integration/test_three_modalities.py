@@ -61,7 +61,7 @@ def test_three_modalities_go_from_raw_clips_to_a_served_answer_for_any_subset(tu
     assert featurized["dims"]["audio"] == 40
     stages.train(params, layout, device="cpu")
     metrics = stages.evaluate(params, layout)["test"]
-    assert set(metrics) == {"image", "text", "audio", "fused"}
+    assert set(metrics) == {"image", "text", "audio", "fused", "image-text", "image-audio", "text-audio"}
     assert metrics["audio"]["accuracy"] >= 0.0 and metrics["fused"]["accuracy"] > 0.5
 
     served = MultimodalClassifier()

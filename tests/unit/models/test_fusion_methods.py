@@ -189,3 +189,17 @@ def test_trust_fusion_gives_an_absent_modality_no_weight():
     weights = model.trust({"image": lp, "text": lp.flip(0)}, present)
     assert weights[1].tolist() == [0.0, 1.0] and weights[2].tolist() == [1.0, 0.0]
     assert torch.allclose(weights.sum(1), torch.ones(4))
+
+
+def test_a_subset_of_modalities_is_scored_through_the_fused_path_with_the_rest_masked():
+    from mmops.models.fusion.parts import subsets, together
+
+    assert subsets(("image", "text")) == {}
+    assert subsets(("image", "text", "audio")) == {"image-text": ("image", "text"), "image-audio": ("image", "audio"),
+                                                   "text-audio": ("text", "audio")}
+    present = {"image": torch.tensor([1, 1, 0]).bool(), "text": torch.tensor([1, 1, 1]).bool(),
+               "audio": torch.tensor([1, 0, 1]).bool()}
+    masked = together(present, ("image", "text"))
+    # rows 0 and 1 have the pair: audio hidden there; row 2 lacks image and keeps its own mask
+    assert masked["audio"].tolist() == [False, False, True]
+    assert masked["image"].tolist() == [True, True, False] and masked["text"].tolist() == [True, True, True]

@@ -64,6 +64,23 @@ def alone(present: Mask, modality: str) -> Mask:
     return {m: p if m == modality else p & ~has for m, p in present.items()}
 
 
+def together(present: Mask, chosen: tuple[str, ...]) -> Mask:
+    """`present` with every modality outside `chosen` masked out where a sample has all of
+    `chosen`: how a subset of the modalities (a pair of three) is scored through the fused path.
+    A sample without them all keeps its mask (its answer is never scored as the subset's)."""
+    has = torch.stack([present[m] for m in chosen]).all(dim=0)
+    return {m: p if m in chosen else p & ~has for m, p in present.items()}
+
+
+def subsets(modalities: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    """Every pair, triple... of `modalities` short of all of them, by name (`image-text`): with
+    two modalities, none; with three, the three pairs. ("-" joins them: MLflow's metric names
+    allow it.)"""
+    from itertools import combinations
+
+    return {"-".join(c): c for size in range(2, len(modalities)) for c in combinations(modalities, size)}
+
+
 def stacked_mask(present: Mask, modalities: tuple[str, ...]) -> torch.Tensor:
     """(N, M) bool, in the model's order; refuses a sample with no modality at all."""
     mask = torch.stack([present[m] for m in modalities], dim=1)
