@@ -4,8 +4,6 @@ deviation (`audio_features`)."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -16,8 +14,8 @@ import numpy as np
 import torch
 
 from mmops.modalities.audio_features import AudioSpec, mfcc_statistics, read_clip
-from mmops.modalities.base import EncoderSpec, Modality, Weights, present
-from mmops.modalities.media import MediaError, content_hash, resolve_media
+from mmops.modalities.base import EncoderSpec, MediaModality, Weights
+from mmops.modalities.media import MediaError, resolve_media
 
 FORMATS = ("OGG", "FLAC", "WAV")
 
@@ -91,9 +89,8 @@ class MFCCFeaturizer:
         return torch.stack([mfcc_statistics(w, self.spec) for w in waves]).float()
 
 
-class AudioModality(Modality):
+class AudioModality(MediaModality):
     name = "audio"
-    media = True
     feature_dim = 2 * AudioSpec.n_mfcc
     fact_names = ("seconds", "sample_rate", "channels", "loudness_dbfs", "bytes")
     # 26-58 on the Tux Paint clips; digital silence gives 184 (every band at the log floor)
@@ -101,25 +98,6 @@ class AudioModality(Modality):
     Options = AudioOptions
     # the decoder (libsndfile), the resampler, and the transforms
     encoders = {"mfcc-stats": EncoderSpec(("soundfile", "scipy", "torch"))}
-
-    def check(self, value: str, root: Path) -> str | None:
-        try:
-            path = resolve_media(root, value)
-        except ValueError as err:
-            return f"bad audio path: {err}"
-        return None if path.is_file() else "audio file not found"
-
-    def problem(self, value: str, root: Path) -> str | None:
-        reason = self.check(value, root)
-        if reason is None:
-            try:
-                self.load(value, root)
-            except MediaError as err:
-                return str(err)
-        return reason
-
-    def content_key(self, value: str, root: Path) -> str:
-        return content_hash(resolve_media(root, value))
 
     def facts(self, value: str, root: Path) -> dict[str, Any]:
         path = resolve_media(root, value)
@@ -171,15 +149,5 @@ class AudioModality(Modality):
         return int(self.options.sample_rate * self.options.max_seconds)
 
     def from_request(self, value: Any) -> np.ndarray | None:
-        if not present(value):
-            return None
-        if not isinstance(value, str):
-            raise ValueError(f"must be a base64 string, got {type(value).__name__}")
-        try:
-            data = base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError) as err:
-            raise ValueError(f"not base64: {err}") from err
-        return decode_audio(data, self.options)[0]  # MediaError is a ValueError
-
-    def to_request(self, value: str, root: Path) -> str:
-        return base64.b64encode(resolve_media(root, value).read_bytes()).decode()
+        data = self.request_bytes(value)
+        return None if data is None else decode_audio(data, self.options)[0]  # MediaError is a ValueError

