@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mmops.modalities.audio_features import AudioSpec, mfcc_statistics, read_clip
+from mmops.modalities.audio_features import AudioSpec, mfcc_statistics, to_clip
 from mmops.modalities.base import EncoderSpec, MediaModality, Weights
 from mmops.modalities.media import MediaError, resolve_media
 
@@ -59,7 +59,7 @@ def decode_audio(source: Path | bytes, options: AudioOptions) -> tuple[np.ndarra
         if info.frames / info.samplerate > options.max_file_seconds:
             raise MediaError(f"audio too long: {info.frames / info.samplerate:.1f} s (at most "
                              f"{options.max_file_seconds:g} s)")
-        whole, _ = soundfile.read(handle, dtype="float32", always_2d=True)
+        whole, rate = soundfile.read(handle, dtype="float32", always_2d=True)
     except soundfile.LibsndfileError as err:
         raise MediaError(f"unreadable audio: {err.error_string}") from err
     except (RuntimeError, TypeError) as err:  # soundfile's own refusals of what is not audio at all
@@ -67,9 +67,7 @@ def decode_audio(source: Path | bytes, options: AudioOptions) -> tuple[np.ndarra
     loudness = float(20 * np.log10(np.sqrt(np.mean(whole.mean(axis=1) ** 2)) + 1e-12))
     if loudness < options.silence_dbfs:
         raise MediaError(f"silent audio: {loudness:.0f} dBFS (below {options.silence_dbfs:g})")
-    if isinstance(handle, io.BytesIO):
-        handle.seek(0)
-    wave = read_clip(handle, options.spec)
+    wave = to_clip(whole, rate, options.spec)  # from the samples already decoded: one decode a clip
     return wave, {"seconds": info.frames / info.samplerate, "sample_rate": float(info.samplerate),
                   "channels": float(info.channels), "loudness_dbfs": loudness}
 

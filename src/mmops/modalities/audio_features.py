@@ -42,9 +42,16 @@ def read_clip(source: Path | BinaryIO, spec: AudioSpec = AudioSpec()) -> np.ndar
     mean), cut to `spec.max_seconds`. Raises `soundfile.LibsndfileError` (naming the reason)
     for a file libsndfile cannot decode."""
     import soundfile
-    from scipy.signal import resample_poly
 
     data, rate = soundfile.read(source, dtype="float32", always_2d=True)  # (frames, channels)
+    return to_clip(data, rate, spec)
+
+
+def to_clip(data: np.ndarray, rate: int, spec: AudioSpec = AudioSpec()) -> np.ndarray:
+    """Decoded samples (frames, channels) at `rate` as `read_clip` returns them: mono, resampled
+    to `spec.sample_rate`, cut to `spec.max_seconds`."""
+    from scipy.signal import resample_poly
+
     wave = data.mean(axis=1)
     if rate != spec.sample_rate:
         g = math.gcd(int(rate), spec.sample_rate)
