@@ -32,7 +32,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmops.data.versioning import commit_if_matching
+from mmops.data.versioning import build_beside_dvc_file, commit_if_matching
 
 VERSION = "16.0.0"
 DROPPED_CATEGORIES = frozenset({"Component"})
@@ -186,19 +186,12 @@ def build_vendor_sample(vendor: str, out_dir: Path, cache_dir: Path, data_dir: P
     if out_dir.resolve().is_relative_to(Path(data_dir).resolve()):
         raise ValueError(f"{out_dir} is inside {data_dir}/, the versioned dataset; build the {vendor} sample "
                          "into a folder of its own (e.g. shift/twitter)")
-    dvc_file = out_dir.parent / f"{out_dir.name}.dvc"
-    if out_dir.exists():
-        if dvc_file.is_file() and commit_if_matching(dvc_file):
-            return f"{out_dir}/ already matches {dvc_file}"
-        raise FileExistsError(f"{out_dir} already exists; the sample is only built into a new folder")
-    count = build_sample(fetch_package(cache_dir, vendor), out_dir, vendor)
-    built = f"built {count} samples of {spec.package}@{VERSION} ({spec.licence}) into {out_dir}/"
-    if not dvc_file.is_file():
-        return f"{built}; version it with `dvc add {out_dir}`"
-    if not commit_if_matching(dvc_file):
-        raise RuntimeError(f"the rebuilt {vendor} sample in {out_dir}/ does not match {dvc_file}: "
-                           "the build is not deterministic on this machine")
-    return f"{built}, matching {dvc_file}"
+
+    def build() -> str:
+        count = build_sample(fetch_package(cache_dir, vendor), out_dir, vendor)
+        return f"{count} samples of {spec.package}@{VERSION} ({spec.licence})"
+
+    return build_beside_dvc_file(out_dir, build, f"{vendor} sample")
 
 
 def ensure_sample(data_dir: Path, cache_dir: Path, dvc_file: Path = Path("data.dvc")) -> str:

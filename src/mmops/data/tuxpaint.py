@@ -32,6 +32,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from mmops.data.versioning import build_beside_dvc_file
+
 PACKAGE = "tuxpaint-stamps-default"
 VERSION = "2022.06.04-1"
 # the SHA256 Debian's package index (bookworm) gives for this version's .deb
@@ -230,20 +232,8 @@ def ensure_tuxpaint(out_dir: Path, cache_dir: Path, deb: Path | None = None,
     """Build the sample into `out_dir` from `deb` (a .deb supplied by hand, checked) or from the
     package fetched into `cache_dir`. When a `.dvc` file beside `out_dir` records it, the folder
     is checked against it (an existing folder that matches is left as it is). Returns what was done."""
-    from mmops.data.versioning import commit_if_matching
+    def build() -> str:
+        package = check_deb(Path(deb)) if deb else fetch_deb(cache_dir)
+        return f"{build_tuxpaint(package, out_dir, min_per_class)} from {PACKAGE} {VERSION} (GPL-2)"
 
-    out_dir = Path(out_dir)
-    dvc_file = out_dir.parent / f"{out_dir.name}.dvc"
-    if out_dir.exists():
-        if dvc_file.is_file() and commit_if_matching(dvc_file):
-            return f"{out_dir}/ already matches {dvc_file}"
-        raise FileExistsError(f"{out_dir} already exists; the sample is only built into a new folder")
-    package = check_deb(Path(deb)) if deb else fetch_deb(cache_dir)
-    report = build_tuxpaint(package, out_dir, min_per_class)
-    built = f"built {report} from {PACKAGE} {VERSION} (GPL-2) into {out_dir}/"
-    if not dvc_file.is_file():
-        return f"{built}; version it with `dvc add {out_dir}`"
-    if not commit_if_matching(dvc_file):
-        raise RuntimeError(f"the rebuilt sample in {out_dir}/ does not match {dvc_file}: "
-                           "the build is not deterministic on this machine")
-    return f"{built}, matching {dvc_file}"
+    return build_beside_dvc_file(Path(out_dir), build)

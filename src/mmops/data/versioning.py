@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -44,3 +45,22 @@ def commit_if_matching(dvc_file: Path) -> bool:
         raise RuntimeError(f"dvc commit {dvc_file} failed: {err.stderr.strip()}") from err
     finally:
         dvc_file.write_text(recorded, encoding="utf-8")
+
+
+def build_beside_dvc_file(out_dir: Path, build: Callable[[], str], what: str = "sample") -> str:
+    """Build a dataset into the new folder `out_dir` with `build` (which says what it built), and
+    check it against the `.dvc` file beside the folder when there is one. An existing folder
+    that file records is left as it is; any other existing folder is refused. Returns what was done."""
+    out_dir = Path(out_dir)
+    dvc_file = out_dir.parent / f"{out_dir.name}.dvc"
+    if out_dir.exists():
+        if dvc_file.is_file() and commit_if_matching(dvc_file):
+            return f"{out_dir}/ already matches {dvc_file}"
+        raise FileExistsError(f"{out_dir} already exists; the sample is only built into a new folder")
+    built = f"built {build()} into {out_dir}/"
+    if not dvc_file.is_file():
+        return f"{built}; version it with `dvc add {out_dir}`"
+    if not commit_if_matching(dvc_file):
+        raise RuntimeError(f"the rebuilt {what} in {out_dir}/ does not match {dvc_file}: "
+                           "the build is not deterministic on this machine")
+    return f"{built}, matching {dvc_file}"
