@@ -1,8 +1,8 @@
 """The frozen audio baseline on the three-modality sample: each French spoken description summarised
 by its MFCCs' mean and standard deviation (`mmops.modalities.audio_features`), then a logistic
 regression, scored by grouped, stratified 5-fold cross-validation. Groups join the stamps that
-share a byte-identical clip or the same English caption (`frog` / `frog-1`), so no clip is
-scored on a fold that trained on its twin. Prints accuracy and macro-F1 per fold and their mean,
+share a clip (byte-identical or re-encoded) or the same English caption (`frog` / `frog-1`), so
+no clip is scored on a fold that trained on its twin. Prints accuracy and macro-F1 per fold and their mean,
 beside the majority class, and how long reading and featurising took.
 
     .venv/bin/mmops sample --dataset tuxpaint     # once: builds datasets/tuxpaint
@@ -24,11 +24,15 @@ from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from mmops.modalities.audio_features import AudioSpec, mfcc_statistics, read_clip
+from mmops.data.split import near_duplicate_links
+from mmops.modalities.audio import AudioOptions
+from mmops.modalities.audio_features import AudioSpec, fingerprint, mfcc_statistics, read_clip
 
 
-def groups_of(frame: pd.DataFrame, root: Path) -> np.ndarray:
-    """A group number per row: rows linked by the same clip bytes or the same caption share one."""
+def groups_of(frame: pd.DataFrame, root: Path, waves: list[np.ndarray], spec: AudioSpec) -> np.ndarray:
+    """A group number per row: rows linked by the same clip bytes, a re-encoded clip (fingerprints
+    within the audio modality's near-duplicate distance, as the pipeline's split groups them) or
+    the same caption share one."""
     parent = list(range(len(frame)))
 
     def find(i: int) -> int:
@@ -42,6 +46,9 @@ def groups_of(frame: pd.DataFrame, root: Path) -> np.ndarray:
         first: dict[str, int] = {}
         for i, value in enumerate(key):
             parent[find(i)] = find(first.setdefault(value, i))
+    prints = [fingerprint(w, spec) for w in waves]
+    for i, j in near_duplicate_links(prints, AudioOptions().near_duplicate_distance):
+        parent[find(j)] = find(i)
     return np.array([find(i) for i in range(len(frame))])
 
 
@@ -61,7 +68,7 @@ def main() -> None:
     start = time.perf_counter()
     x = np.stack([mfcc_statistics(w, spec).numpy() for w in waves])
     feature_s = time.perf_counter() - start
-    y, groups = frame["label"].to_numpy(), groups_of(frame, root)
+    y, groups = frame["label"].to_numpy(), groups_of(frame, root, waves, spec)
     seconds = np.array([len(w) / spec.sample_rate for w in waves])
     print(f"{len(frame)} clips in {len(set(y))} categories, {len(set(groups))} groups; median "
           f"{np.median(seconds):.2f} s, p95 {np.percentile(seconds, 95):.2f} s; read in {read_s:.1f} s, "

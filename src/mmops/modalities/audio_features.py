@@ -108,3 +108,24 @@ def mfcc_statistics(wave: np.ndarray | torch.Tensor, spec: AudioSpec = AudioSpec
     summary of a clip of any length (the frozen baseline the seeds' CNN is measured against)."""
     coefficients = mfcc(log_mel(wave, spec), spec.n_mfcc)
     return torch.cat([coefficients.mean(dim=1), coefficients.std(dim=1, correction=0)])
+
+
+def fingerprint(wave: np.ndarray | torch.Tensor, spec: AudioSpec = AudioSpec(), bits: int = 16) -> str:
+    """A perceptual hash of a clip, `bits` x `bits` bits as hex (256 by default, like the image
+    modality's): the image modality's DCT hash applied to the clip's log-mel spectrogram. The
+    sound is trimmed of the quiet before and after it (frames 40 dB below its loudest), bands 60 dB
+    below the loudest cell are set to that floor, the spectrogram is pooled to a 2 bits x 2 bits
+    grid of bands and time, and each of its lowest `bits` x `bits` 2-D DCT coefficients gives a
+    bit: above their median or not. A gain moves only the constant term; trimming and pooling
+    ignore the rate, the silence around the sound and a shift of the frames, so a re-encode of
+    one recording stays within a few bits while two recordings of one phrase differ in dozens."""
+    mels = log_mel(wave, spec)  # (n_mels, frames)
+    mels = mels.clamp_min(float(mels.max()) - math.log(1e6))  # 60 dB: no codec noise in empty bands
+    loud = mels.logsumexp(dim=0)
+    kept = torch.nonzero(loud >= loud.max() - math.log(1e4)).flatten()  # 40 dB of power
+    mels = mels[:, int(kept[0]): int(kept[-1]) + 1]
+    grid = torch.nn.functional.adaptive_avg_pool2d(mels[None, None], (2 * bits, 2 * bits))[0, 0]
+    basis = dct_matrix(bits, 2 * bits)
+    low = basis @ grid @ basis.T  # (bits, bits): the slowest changes across bands and time
+    packed = np.packbits((low > low.flatten().median()).flatten().numpy().astype(np.uint8))
+    return packed.tobytes().hex()

@@ -114,6 +114,12 @@ class Modality(ABC):
         size, mode, bytes), stored as `<modality>_<fact>` columns of the cleaned manifest."""
         return {}
 
+    def near_duplicate_distance(self, default: int) -> int:
+        """How many bits two values' perceptual hashes (`near_duplicate_fact`) may differ by and
+        still be one group: `split.near_duplicate_distance` (`default`, set for images' hashes)
+        unless the modality's hash needs its own; -1 groups identical files only."""
+        return default
+
     def expectations(self) -> list[Any]:
         """Great Expectations expectations on this modality's columns of the cleaned manifest
         (its facts among them), beyond the ones every modality gets."""

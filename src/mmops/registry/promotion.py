@@ -72,7 +72,7 @@ def test_split_of(client: MlflowClient, run_id: str) -> pd.DataFrame:
 def unseen_rows(test: pd.DataFrame, seen: pd.DataFrame, modalities: Sequence[Modality],
                 near_duplicate_distance: int) -> np.ndarray:
     """Which rows of `test` belong to a group that shares nothing with `seen` (another model's
-    train and val rows): no sample id, no media file, no family, no near-duplicate image. One
+    train and val rows): no sample id, no media file, no family, no near-duplicate picture or clip. One
     link condemns the row's whole group, as the split would have grouped it. Another data
     version, another salt or a merged group can all put a champion's training rows in a
     challenger's test split; scoring it there would flatter the champion."""
@@ -85,7 +85,7 @@ def unseen_rows(test: pd.DataFrame, seen: pd.DataFrame, modalities: Sequence[Mod
         column = f"{m.name}_{m.near_duplicate_fact}"
         if m.near_duplicate_fact and column in test.columns and column in seen.columns:
             hashes = list(test[column]) + list(seen[column])
-            for i, j in near_duplicate_links(hashes, near_duplicate_distance):
+            for i, j in near_duplicate_links(hashes, m.near_duplicate_distance(near_duplicate_distance)):
                 if i < len(test) <= j:
                     hit[i] = True
     return ~test["group"].isin(set(test.loc[hit, "group"])).to_numpy()

@@ -108,7 +108,7 @@ def split(params: Params, layout: Layout) -> dict[str, Any]:
     media = [hash_column(m.name) for m in modalities if m.media]
     near = [link for m in modalities if m.near_duplicate_fact
             for link in near_duplicate_links(list(frame[f"{m.name}_{m.near_duplicate_fact}"]),
-                                             params.split.near_duplicate_distance)]
+                                             m.near_duplicate_distance(params.split.near_duplicate_distance))]
     rule = params.split
     if rule.family_column and rule.family_column not in frame.columns:
         raise ValueError(f"params.yaml split.family_column {rule.family_column!r} is not a column of "

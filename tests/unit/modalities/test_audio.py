@@ -42,6 +42,15 @@ def test_a_good_ogg_vorbis_clip_passes_and_its_facts_are_recorded(tmp_path):
     assert set(facts) == set(AudioModality.fact_names)
     assert facts["seconds"] == pytest.approx(1.5, abs=0.01) and facts["sample_rate"] == 22_050
     assert facts["channels"] == 1 and -40 < facts["loudness_dbfs"] < -10 and facts["bytes"] > 0
+    assert len(facts["fingerprint"]) == 64  # 256 bits: the split groups re-encoded clips by it
+
+
+def test_clips_group_as_near_duplicates_within_their_own_distance_not_the_images():
+    assert AudioModality.near_duplicate_fact == "fingerprint"
+    assert AUDIO.near_duplicate_distance(default=15) == 20
+    own = AudioModality(ModalityParams(name="audio", column="audio", encoder="mfcc-stats",
+                                       options={"near_duplicate_distance": -1}))
+    assert own.near_duplicate_distance(default=15) == -1
 
 
 @pytest.mark.parametrize(("write", "reason"), [

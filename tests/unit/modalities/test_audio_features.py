@@ -8,8 +8,8 @@ import pytest
 import soundfile
 import torch
 
-from mmops.modalities.audio_features import (AudioSpec, dct_matrix, hz_to_mel, log_mel, mel_filterbank, mel_to_hz,
-                                             mfcc, mfcc_statistics, read_clip)
+from mmops.modalities.audio_features import (AudioSpec, dct_matrix, fingerprint, hz_to_mel, log_mel, mel_filterbank,
+                                             mel_to_hz, mfcc, mfcc_statistics, read_clip)
 
 SPEC = AudioSpec()
 
@@ -78,3 +78,42 @@ def test_clips_of_any_length_summarise_to_one_vector_that_tells_tones_apart():
 def test_an_impossible_spec_is_refused_naming_it():
     with pytest.raises(ValueError, match="n_mfcc <= n_mels"):
         AudioSpec(n_mels=10, n_mfcc=20)
+
+
+def _bits_apart(a: str, b: str) -> int:
+    return int(np.bitwise_count(np.frombuffer(bytes.fromhex(a), np.uint8) ^ np.frombuffer(bytes.fromhex(b), np.uint8)).sum())
+
+
+def _word(seed: int, rate: int = 44_100) -> np.ndarray:
+    """A second of noise through three bands, one after the other, each faded in and out: a
+    broadband "word" like speech, a different one per seed."""
+    from scipy.signal import butter, lfilter
+
+    rng = np.random.default_rng(seed)
+    noise, out = rng.normal(size=rate), np.zeros(rate)
+    for k, (low, high) in enumerate(rng.uniform([200, 1500], [1500, 6000], (3, 2))):
+        envelope = np.zeros(rate)
+        envelope[k * rate // 3: k * rate // 3 + rate // 3] = np.hanning(rate // 3)
+        out += lfilter(*butter(2, [low / (rate / 2), high / (rate / 2)], btype="band"), noise) * envelope
+    return (0.3 * out / np.abs(out).max()).astype(np.float32)
+
+
+def test_a_fingerprint_is_256_bits_and_the_same_for_the_same_clip():
+    assert len(fingerprint(_word(0))) == 64 and fingerprint(_word(0)) == fingerprint(_word(0))
+
+
+def test_a_re_encoded_clip_quieter_at_another_rate_with_silence_around_it_keeps_its_fingerprint(tmp_path):
+    from scipy.signal import resample_poly
+
+    first = _word(0)
+    soundfile.write(tmp_path / "first.wav", first, 44_100)
+    half = (0.5 * resample_poly(first, 1, 2)).astype(np.float32)
+    padded = np.concatenate([np.zeros(9000, np.float32), half, np.zeros(5000, np.float32)])
+    soundfile.write(tmp_path / "again.ogg", padded, 22_050, format="OGG", subtype="VORBIS")
+    apart = _bits_apart(fingerprint(read_clip(tmp_path / "first.wav")), fingerprint(read_clip(tmp_path / "again.ogg")))
+    assert apart <= 20  # the audio modality's default near-duplicate distance
+
+
+def test_different_clips_have_fingerprints_far_apart():
+    prints = [fingerprint(_word(seed)) for seed in range(6)]
+    assert min(_bits_apart(a, b) for i, a in enumerate(prints) for b in prints[i + 1:]) > 40
