@@ -44,10 +44,16 @@ def make_deb(path: Path, files: dict[str, bytes]) -> Path:
     return path
 
 
-def _stamp(folder: str, name: str, caption: str = "A thing.", *, picture: str = "png", french: bool = True):
+def _svg(width: int, height: int) -> bytes:
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">'
+            f'<circle cx="{width / 2}" cy="{height / 2}" r="{min(width, height) / 3}" fill="teal"/></svg>').encode()
+
+
+def _stamp(folder: str, name: str, caption: str = "A thing.", *, picture: str = "png", french: bool = True,
+           svg: bytes = _svg(40, 20)):
     files = {f"{folder}/{name}.txt": f"{caption}\nfr.utf8=Une chose.\n".encode()}
     if picture:
-        files[f"{folder}/{name}.{picture}"] = PNG + name.encode()
+        files[f"{folder}/{name}.{picture}"] = svg if picture == "svg" else PNG + name.encode()
     if french:
         files[f"{folder}/{name}_desc_fr.ogg"] = b"OggS french " + name.encode()
     files[f"{folder}/{name}_desc_es.ogg"] = b"OggS spanish " + name.encode()  # another language: not taken
@@ -60,7 +66,9 @@ def deb(tmp_path) -> Path:
     for i in range(3):
         files |= _stamp("animals/birds", f"bird{i}", f"A bird number {i}.")
         files |= _stamp("food", f"apple{i}", f"An apple {i}.", french=i != 0)
-    files |= _stamp("animals/birds", "swallow", picture="svg")  # only an SVG
+    files |= _stamp("animals/birds", "swallow", picture="svg")  # only an SVG: rendered
+    files |= _stamp("animals/birds", "eagle", picture="svg", svg=_svg(2000, 1000))  # rendered smaller
+    files |= _stamp("animals/birds", "dodo", picture="svg", svg=b"<svg xmlns='http://www.w3.org/2000/svg'>")  # broken
     files |= _stamp("food", "gift", picture="")  # no picture at all
     files |= _stamp("space", "moon")  # a category of one stamp
     files["animals/birds/bird0_mirror.png"] = PNG  # the stamp mirrored: a variant, not a stamp
@@ -84,6 +92,16 @@ def test_a_sample_is_the_picture_the_english_caption_and_the_french_clip_labelle
     assert (tmp_path / "out" / "COPYRIGHT").read_text() == "License: GPL-2\n"
 
 
+def test_an_svg_only_stamp_is_rendered_to_a_png_at_its_size_or_scaled_to_fit(deb, tmp_path):
+    from PIL import Image
+
+    frame = _build(deb, tmp_path / "out").set_index("sample_id")
+    swallow = Image.open(tmp_path / "out" / frame.loc["animals.birds.swallow", "image"])
+    assert (swallow.format, swallow.mode, swallow.size) == ("PNG", "RGBA", (40, 20))
+    assert swallow.getpixel((20, 10))[3] == 255 and swallow.getpixel((0, 0))[3] == 0  # drawn, and transparent around
+    assert Image.open(tmp_path / "out" / frame.loc["animals.birds.eagle", "image"]).size == (tuxpaint.SVG_MAX_SIDE, 256)
+
+
 def test_a_stamp_without_a_french_clip_is_kept_with_its_audio_missing(deb, tmp_path):
     frame = _build(deb, tmp_path / "out").set_index("sample_id")
     assert frame.loc["food.apple0", "audio"] == ""
@@ -100,8 +118,8 @@ def test_mirrored_pictures_and_orphan_clips_are_not_stamps(deb, tmp_path):
 def test_what_is_left_out_is_recorded_with_its_reason(deb, tmp_path):
     _build(deb, tmp_path / "out")
     rejects = pd.read_csv(tmp_path / "out" / "rejects.csv", dtype=str).set_index("sample_id")["reason"].to_dict()
+    assert rejects.pop("animals.birds.dodo").startswith("SVG resvg cannot render: ")
     assert rejects == {
-        "animals.birds.swallow": "picture is only an SVG (not rendered)",
         "food.gift": "no picture",
         "space.moon": "category with fewer than 2 stamps",
     }
@@ -142,7 +160,7 @@ def test_the_real_package_is_fetched_checked_and_built(tmp_path):
     deb = tuxpaint.fetch_deb(REPO / ".cache" / "apt")  # checked against the index and the recorded hash
     report = tuxpaint.build_tuxpaint(deb, tmp_path / "tuxpaint")
     frame = pd.read_csv(tmp_path / "tuxpaint" / "metadata.csv", dtype=str, keep_default_na=False)
-    assert len(frame) == report.samples == 738 and report.with_audio == 724
-    assert report.rejects["picture is only an SVG (not rendered)"] == 165
+    assert len(frame) == report.samples == 901 and report.with_audio == 877 and len(report.by_label) == 12
+    assert sum(n for reason, n in report.rejects.items() if reason.startswith("SVG resvg cannot render")) == 16
     assert min(report.by_label.values()) >= tuxpaint.MIN_PER_CLASS
     assert frame["sample_id"].is_unique and (frame["text"] != "").all()

@@ -7,9 +7,14 @@ English caption and the **French** spoken description (Ogg Vorbis, copied byte f
 with the top-level category folder. A stamp with no French clip is kept with its audio missing
 (the data contract allows any modality to be absent per record).
 
-Not taken, each recorded in `rejects.csv` with its reason: a stamp whose picture is only an SVG
-(nothing here renders SVG yet), one with no picture, one whose caption is empty, and every stamp
-of a category with fewer than `min_per_class` stamps left. `NAME_mirror.png` / `NAME_flip.png`
+A stamp whose picture is only an SVG is rendered to a PNG by resvg (`resvg-py`: the renderer and
+the PNG encoder are compiled into its wheel, no system library and no fonts, so the same pinned
+version gives the same bytes on every machine), at its own size or scaled down to fit
+`SVG_MAX_SIDE`.
+
+Not taken, each recorded in `rejects.csv` with its reason: an SVG resvg refuses (its message
+kept), a stamp with no picture, one whose caption is empty, and every stamp of a category with
+fewer than `min_per_class` stamps left. `NAME_mirror.png` / `NAME_flip.png`
 (the stamp drawn mirrored, for the painting program) are not stamps.
 
 The package is fetched with `apt-get download` and checked against the SHA256 that the package
@@ -45,6 +50,7 @@ LANGUAGE = "fr"
 MANIFEST_COLUMNS = ("sample_id", "image", "text", "audio", "label")
 MIN_PER_CLASS = 15
 VARIANTS = ("_mirror", "_flip")
+SVG_MAX_SIDE = 512  # pixels: the PNG stamps' longest sides are 65-671 (median 200)
 
 
 @dataclass
@@ -163,10 +169,27 @@ def read_stamps(deb: Path) -> tuple[dict[str, Stamp], dict[str, bytes]]:
             sample_id = ".".join([*relative.parent.parts, stem])
             stamp = stamps.setdefault(sample_id, Stamp(sample_id, relative.parts[0]))
             stamp.files[kind] = str(path)
-            if kind != "svg":
-                contents[str(path)] = tar.extractfile(member).read()
+            contents[str(path)] = tar.extractfile(member).read()
     # a clip with neither a picture nor a description is not a stamp (one in this version)
     return {k: s for k, s in stamps.items() if set(s.files) - {"audio"}}, contents
+
+
+def render_svg(svg: bytes, max_side: int = SVG_MAX_SIDE) -> bytes:
+    """An SVG as PNG bytes (RGBA, transparent where the drawing is), at its own size, or zoomed
+    out so its longest side is `max_side`. Raises ValueError with resvg's reason for an SVG it
+    cannot render."""
+    import resvg_py
+
+    text = svg.decode("utf-8")
+    try:
+        png = bytes(resvg_py.svg_to_bytes(svg_string=text, skip_system_fonts=True))
+        width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")  # the IHDR chunk
+        if max(width, height) > max_side:
+            png = bytes(resvg_py.svg_to_bytes(svg_string=text, skip_system_fonts=True,
+                                              zoom=max_side / max(width, height)))
+    except Exception as err:  # resvg's own error type, whatever the binding's version calls it
+        raise ValueError(str(err)) from err
+    return png
 
 
 def build_tuxpaint(deb: Path, out_dir: Path, min_per_class: int = MIN_PER_CLASS) -> BuildReport:
@@ -176,16 +199,25 @@ def build_tuxpaint(deb: Path, out_dir: Path, min_per_class: int = MIN_PER_CLASS)
     if out_dir.exists():
         raise FileExistsError(f"{out_dir} already exists; the sample is only built into a new folder")
     stamps, contents = read_stamps(deb)
-    kept, rejects = [], []
+    kept, rejects, pictures = [], [], {}
     for stamp in sorted(stamps.values(), key=lambda s: s.sample_id):
         text = contents[stamp.files["txt"]].decode("utf-8") if "txt" in stamp.files else ""
         caption = (text.splitlines() or [""])[0].strip()
-        if "png" not in stamp.files:
-            rejects.append((stamp, "picture is only an SVG (not rendered)" if "svg" in stamp.files else "no picture"))
-        elif not caption:
-            rejects.append((stamp, "no English caption"))
+        if not caption:
+            rejects.append((stamp, "no English caption" if {"png", "svg"} & set(stamp.files) else "no picture"))
+            continue
+        if "png" in stamp.files:
+            pictures[stamp.sample_id] = contents[stamp.files["png"]]
+        elif "svg" in stamp.files:
+            try:
+                pictures[stamp.sample_id] = render_svg(contents[stamp.files["svg"]])
+            except ValueError as err:
+                rejects.append((stamp, f"SVG resvg cannot render: {err}"))
+                continue
         else:
-            kept.append((stamp, caption))
+            rejects.append((stamp, "no picture"))
+            continue
+        kept.append((stamp, caption))
     counts = Counter(stamp.category for stamp, _ in kept)
     small = {c for c, n in counts.items() if n < min_per_class}
     rejects += [(s, f"category with fewer than {min_per_class} stamps") for s, _ in kept if s.category in small]
@@ -199,7 +231,7 @@ def build_tuxpaint(deb: Path, out_dir: Path, min_per_class: int = MIN_PER_CLASS)
         rows = []
         for stamp, caption in kept:
             image = f"images/{stamp.sample_id}.png"
-            (staging / image).write_bytes(contents[stamp.files["png"]])
+            (staging / image).write_bytes(pictures[stamp.sample_id])
             audio = ""
             if "audio" in stamp.files:
                 audio = f"audio/{stamp.sample_id}.ogg"
