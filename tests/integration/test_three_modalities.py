@@ -1,11 +1,15 @@
 """Three modalities end to end on real recordings: a small slice of the Tux Paint sample (picture,
 English caption, French spoken description; a few rows without their clip) through every stage
-from validate to evaluate, then served with image+text+audio, audio alone, and text+audio."""
+from validate to evaluate, then served, in process and over HTTP by `mlflow models serve`, with
+image+text+audio, audio alone, and text+audio."""
 
 from __future__ import annotations
 
 import base64
+import json
 import shutil
+import urllib.error
+import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -18,21 +22,26 @@ from tests.conftest import REPO, repo_params
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(shutil.which("apt-get") is None, reason="needs apt-get to fetch the package")]
-LABELS = ["animals", "food", "symbols", "town"]
+LABELS = ["animals", "food", "plants", "symbols", "town"]
 PER_CLASS = 14
+# one recording saved twice, re-encoded (8 bits apart), under two stamps with other pictures and captions
+REENCODED = ["food.vegetables.eggplant", "plants.eggplant"]
 
 
 @pytest.fixture(scope="module")
 def tuxpaint_slice(tmp_path_factory) -> Path:
-    """PER_CLASS stamps of each of LABELS with their clips, the first two of each class without."""
+    """PER_CLASS stamps of each of LABELS with their clips, the first two of each class without,
+    and the REENCODED pair."""
     from mmops.data.tuxpaint import build_tuxpaint, fetch_deb
 
     full = tmp_path_factory.mktemp("tuxpaint") / "full"
     build_tuxpaint(fetch_deb(REPO / ".cache" / "apt"), full)
     frame = pd.read_csv(full / "metadata.csv", dtype=str, keep_default_na=False)
-    frame = frame[frame["label"].isin(LABELS) & (frame["audio"] != "")]
+    pair = frame[frame["sample_id"].isin(REENCODED)]
+    frame = frame[frame["label"].isin(LABELS) & (frame["audio"] != "") & ~frame["sample_id"].isin(REENCODED)]
     frame = frame.groupby("label").head(PER_CLASS).reset_index(drop=True)
     frame.loc[frame.groupby("label").head(2).index, "audio"] = ""
+    frame = pd.concat([frame, pair], ignore_index=True)
     root = full.parent / "slice"
     for column in ("image", "audio"):
         for relative in frame.loc[frame[column] != "", column]:
@@ -57,6 +66,8 @@ def test_three_modalities_go_from_raw_clips_to_a_served_answer_for_any_subset(tu
     params, layout = _params(tuxpaint_slice), Layout(tmp_path / "artifacts")
     for name in ("validate", "clean", "split", "augment"):
         getattr(stages, name)(params, layout)
+    split = pd.read_csv(layout.split_manifest, dtype=str, keep_default_na=False).set_index("sample_id")
+    assert split.loc[REENCODED[0], "group"] == split.loc[REENCODED[1], "group"]  # the clips' fingerprints link them
     featurized = stages.featurize(params, layout, device="cpu")
     assert featurized["dims"]["audio"] == 40
     stages.train(params, layout, device="cpu")
@@ -78,3 +89,48 @@ def test_three_modalities_go_from_raw_clips_to_a_served_answer_for_any_subset(tu
     assert out["modalities"].tolist() == [["image", "text", "audio"], ["audio"], ["text", "audio"]]
     assert set(out["label"]) <= set(LABELS)
     assert set(out["explanation"][1]) == {"audio"}
+
+    _served_over_http(layout, params, {"columns": ["image", "text", "audio"],
+                                       "data": [[b64(row["image"]), row["text"], b64(row["audio"])],
+                                                [None, None, b64(row["audio"])], [None, row["text"], b64(row["audio"])]]},
+                      tmp_path)
+
+
+def _post(url: str, records: dict) -> tuple[int, dict]:
+    body = json.dumps({"dataframe_split": records}).encode()
+    request = urllib.request.Request(f"{url}/invocations", body, {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def _served_over_http(layout: Layout, params, records: dict, tmp_path: Path) -> None:
+    """The trained model saved as the register stage logs it (models-from-code, the checkpoint, its
+    request limits), served by `mlflow models serve`: every record answered from what it carries,
+    and a clip that is not audio refused with its reason."""
+    import dataclasses
+
+    import mlflow
+
+    import mmops
+    from mmops.registry.mlflow_registry import signature
+    from mmops.serving import pyfunc
+    from tests.conftest import venv_env
+    from tests.integration.servers import served_model
+
+    model_dir = tmp_path / "model"
+    mlflow.pyfunc.save_model(str(model_dir), python_model=pyfunc.MODEL_CODE,
+                             artifacts={"checkpoint": str(layout.model)}, model_config=dataclasses.asdict(params.serve),
+                             code_paths=[str(Path(mmops.__file__).parent)],
+                             signature=signature([m.name for m in params.modalities]))
+    with served_model(str(model_dir), cwd=tmp_path, env=venv_env()) as url:
+        status, answer = _post(url, records)
+        assert status == 200, answer
+        assert [p["modalities"] for p in answer["predictions"]] == [["image", "text", "audio"], ["audio"],
+                                                                     ["text", "audio"]]
+        for record in answer["predictions"]:
+            assert record["label"] in LABELS and list(record["explanation"]) == record["modalities"]
+        status, answer = _post(url, {"columns": ["audio"], "data": [[base64.b64encode(b"OggS not a clip").decode()]]})
+        assert status == 400 and "record 0: 'audio': unreadable audio" in answer["message"], answer
