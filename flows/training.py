@@ -72,7 +72,10 @@ def training_pipeline(project_dir: str | None = None, params_path: str = "params
         shift(params, layout)
         registered = register(params, layout, stage="prefect:register", flow_run_id=str(flow_run.id))
     print(f"test scores: {metrics['test']}")
-    print(f"registered {registered['name']} version {registered['version']} as '{registered['alias']}'")
+    if registered["registered"]:
+        print(f"registered {registered['name']} version {registered['version']} as '{registered['alias']}'")
+    else:  # the stage recorded why (an uncommitted tree): the run itself succeeded
+        print(f"not registered: {registered['reason']}")
     return {"metrics": metrics, "registered": registered}
 
 

@@ -100,3 +100,16 @@ def test_a_retried_registration_finishes_the_first_attempts_version(project, pre
     assert result["registered"]["version"] == "1"
     runs = client.search_runs([client.get_experiment_by_name("mmops").experiment_id])
     assert len(runs) == 1
+
+
+def test_on_an_uncommitted_tree_the_flow_completes_and_says_why_it_registered_nothing(project, prefect_server,
+                                                                                      monkeypatch, capsys):
+    from flows.training import training_pipeline
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri(project))
+    (project / "notes.txt").write_text("work in progress\n")  # a file git would commit: the tree is dirty
+    result = training_pipeline(project_dir=str(project))
+    assert result["registered"]["registered"] is False
+    assert "uncommitted changes" in result["registered"]["reason"]
+    printed = capsys.readouterr()
+    assert "not registered: the tree has uncommitted changes" in printed.out + printed.err
