@@ -30,7 +30,7 @@ def test_the_image_installs_with_makes_own_recipe_constraints_and_extras():
     assert "RUN make install EXTRAS=" in lines and "RUN make data EXTRAS=" in lines
     assert not any("pip install" in line for line in lines)  # no second install recipe to drift
     makefile = (REPO / "Makefile").read_text()
-    assert "-c constraints.txt -e '.$(EXTRAS)'" in makefile and "EXTRAS ?= [dev]" in makefile
+    assert "-c constraints.txt -e '.$(EXTRAS)'" in makefile and "EXTRAS ?= [dev,whisper]" in makefile
 
 
 def test_the_served_image_ships_without_the_dev_extras():
