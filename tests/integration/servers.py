@@ -1,12 +1,14 @@
 """Real servers started by tests: a free localhost port, waiting until one answers, stopping
-it, and `mlflow models serve` of a registered model."""
+it, `mlflow models serve` of a registered model, and records sent to it."""
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -58,3 +60,15 @@ def served_model(model_uri: str, *, cwd: Path, env: dict[str, str]) -> Iterator[
         yield url
     finally:
         stop(server)
+
+
+def invoke(url: str, records: dict, timeout: float = 60) -> tuple[int, dict]:
+    """POST `records` (pandas split orient: columns, data) to a model server's /invocations; the
+    HTTP status and the JSON answer, an error's included."""
+    body = json.dumps({"dataframe_split": records}).encode()
+    request = urllib.request.Request(f"{url}/invocations", body, {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())

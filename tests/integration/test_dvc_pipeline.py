@@ -138,22 +138,11 @@ def test_a_corrupt_and_a_missing_image_are_rejected_by_clean_and_the_rest_goes_o
 
 def test_challenger_is_served_over_http_by_mlflow(reproduced):
     """`mlflow models serve --env-manager local` serves raw inputs with no extra server code."""
-    import urllib.error
-    import urllib.request
-
     from tests.integration.conftest import project_env
+    from tests.integration.servers import invoke as post
     from tests.integration.servers import served_model
 
     project, _ = reproduced
-
-    def post(url: str, records: dict) -> tuple[int, dict]:
-        body = json.dumps({"dataframe_split": records}).encode()
-        request = urllib.request.Request(f"{url}/invocations", body, {"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as err:
-            return err.code, json.loads(err.read())
 
     with served_model("models:/mmops-classifier@challenger", cwd=project, env=project_env(project)) as url:
         manifest = pd.read_csv(project / "data/metadata.csv", dtype=str)

@@ -6,10 +6,7 @@ image+text+audio, audio alone, and text+audio."""
 from __future__ import annotations
 
 import base64
-import json
 import shutil
-import urllib.error
-import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -96,16 +93,6 @@ def test_three_modalities_go_from_raw_clips_to_a_served_answer_for_any_subset(tu
                       tmp_path)
 
 
-def _post(url: str, records: dict) -> tuple[int, dict]:
-    body = json.dumps({"dataframe_split": records}).encode()
-    request = urllib.request.Request(f"{url}/invocations", body, {"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=120) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
-
-
 def _served_over_http(layout: Layout, params, records: dict, tmp_path: Path) -> None:
     """The trained model saved as the register stage logs it (models-from-code, the checkpoint, its
     request limits), served by `mlflow models serve`: every record answered from what it carries,
@@ -118,7 +105,7 @@ def _served_over_http(layout: Layout, params, records: dict, tmp_path: Path) -> 
     from mmops.registry.mlflow_registry import signature
     from mmops.serving import pyfunc
     from tests.conftest import venv_env
-    from tests.integration.servers import served_model
+    from tests.integration.servers import invoke, served_model
 
     model_dir = tmp_path / "model"
     mlflow.pyfunc.save_model(str(model_dir), python_model=pyfunc.MODEL_CODE,
@@ -126,11 +113,12 @@ def _served_over_http(layout: Layout, params, records: dict, tmp_path: Path) -> 
                              code_paths=[str(Path(mmops.__file__).parent)],
                              signature=signature([m.name for m in params.modalities]))
     with served_model(str(model_dir), cwd=tmp_path, env=venv_env()) as url:
-        status, answer = _post(url, records)
+        status, answer = invoke(url, records, timeout=120)
         assert status == 200, answer
         assert [p["modalities"] for p in answer["predictions"]] == [["image", "text", "audio"], ["audio"],
                                                                      ["text", "audio"]]
         for record in answer["predictions"]:
             assert record["label"] in LABELS and list(record["explanation"]) == record["modalities"]
-        status, answer = _post(url, {"columns": ["audio"], "data": [[base64.b64encode(b"OggS not a clip").decode()]]})
+        status, answer = invoke(url, {"columns": ["audio"], "data": [[base64.b64encode(b"OggS not a clip").decode()]]},
+                               timeout=120)
         assert status == 400 and "record 0: 'audio': unreadable audio" in answer["message"], answer
