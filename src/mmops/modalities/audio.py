@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from mmops.modalities.audio_features import AudioSpec, fingerprint, mfcc_statistics, to_clip
 from mmops.config import ModalityParams
+from mmops.modalities.audio_features import AudioSpec, fingerprint, mfcc_statistics, to_clip
 from mmops.modalities.base import EncoderSpec, MediaModality, Weights
 from mmops.modalities.media import MediaError, resolve_media
 from mmops.modalities.whisper import PACKAGES as WHISPER_PACKAGES
@@ -100,7 +100,7 @@ class MFCCFeaturizer:
 FEATURES = {
     # 26-58 on the Tux Paint clips; digital silence gives 184 (every band at the log floor)
     "mfcc-stats": (2 * AudioSpec.n_mfcc, (5.0, 150.0)),
-    # 18-33 on the Tux Paint clips (the encoder's layer norm keeps them in a narrow band)
+    # 29-33 on the Tux Paint clips (the encoder's layer norm keeps them in a narrow band)
     "whisper-base": (2 * WHISPER_WIDTH, (5.0, 100.0)),
 }
 
