@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import pandas as pd
 from sklearn.metrics import accuracy_score, f1_score
 
 from mmops import artifacts, stages
@@ -67,6 +68,13 @@ def main() -> None:
             start = time.perf_counter()
             trained = stages.train(params, layout, device=args.device)
             seconds = time.perf_counter() - start
+            if params.train.mode == "finetune":  # what each epoch learned, and which one was kept
+                history = pd.read_csv(layout.history)
+                for row in history.itertuples():
+                    print(f"    epoch {row.epoch}: train loss {row.train_loss:.3f}, val loss {row.val_loss:.3f}, "
+                          f"val acc fused {row.val_acc:.3f} / "
+                          f"image {row.val_acc_image:.3f}", flush=True)
+                print(f"    kept epoch {trained['best_epoch']}", flush=True)
             sample = stages.evaluate(params, layout)["test"]
             served = MultimodalClassifier()
             served.load_context(SimpleNamespace(artifacts={"checkpoint": str(layout.model)},
