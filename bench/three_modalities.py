@@ -36,8 +36,8 @@ from torch.nn import functional as F
 from mmops.config import Layout, load_params
 from mmops.evaluation.bootstrap import Resampler, interval
 from mmops.models.fusion import FUSED, FUSIONS
-from mmops.models.fusion.parts import subsets, together
-from mmops.models.predict import predict
+from mmops.models.fusion.parts import subsets
+from mmops.models.predict import predict, predict_subsets
 from mmops.stages.model import features_by_split
 from mmops.training.train import fit
 
@@ -45,18 +45,12 @@ CPU = torch.device("cpu")
 POOLED = ("train", "val")  # what cross-validation folds; the test split is never seen
 
 
-def answers(model, split: dict, pairs: dict[str, tuple[str, ...]]) -> dict[str, np.ndarray]:
-    """The model's answer per row: fused, each pair (rows without the pair: -1) and each
-    modality alone (rows without it: -1)."""
-    out = predict(model, split["features"], CPU, split["present"]).log_probs
-    result = {FUSED: out[FUSED].argmax(1).numpy()}
-    for name, chosen in pairs.items():  # samples that have the pair, the third masked
-        has = torch.stack([split["present"][m] for m in chosen]).all(0).numpy()
-        answer = predict(model, split["features"], CPU, together(split["present"], chosen)).log_probs[FUSED]
-        result[name] = np.where(has, answer.argmax(1).numpy(), -1)
-    for m in split["features"]:  # alone, on the samples that have it
-        result[m] = np.where(split["present"][m].numpy(), out[m].argmax(1).numpy(), -1)
-    return result
+def answers(model, split: dict) -> dict[str, np.ndarray]:
+    """The model's answer per row: fused, each pair and each modality alone (-1 on the rows
+    without the pair or the modality)."""
+    out, rows = predict_subsets(model, split["features"], CPU, split["present"])
+    return {name: np.where(rows[name].numpy(), lp.argmax(1).numpy(), -1) if name in rows else lp.argmax(1).numpy()
+            for name, lp in out.log_probs.items()}
 
 
 def take(split: dict, rows: np.ndarray) -> dict:
@@ -79,7 +73,7 @@ def on_test_split(args, params, data, methods) -> None:
             model = fit(tr["features"], tr["target"], va["features"], va["target"], classes,
                         dataclasses.replace(train, seed=seed), CPU, tr["present"], va["present"]).model
             val = predict(model, va["features"], CPU, va["present"]).log_probs[FUSED]
-            got = answers(model, te, pairs)
+            got = answers(model, te)
             row = {"val loss": float(F.nll_loss(val, va["target"])), "fused F1": f1_score(y, got[FUSED], average="macro")}
             for column, answer in got.items():
                 has = answer >= 0
@@ -114,7 +108,7 @@ def cross_validated(args, params, data, groups: np.ndarray, methods) -> None:
                 tr, va = take(everything, fit_rows), take(everything, val_rows)
                 model = fit(tr["features"], tr["target"], va["features"], va["target"], classes,
                             dataclasses.replace(train, seed=seed), CPU, tr["present"], va["present"]).model
-                for column, answer in answers(model, take(everything, test), pairs).items():
+                for column, answer in answers(model, take(everything, test)).items():
                     got[column][test] = answer
             scores = {c: float(np.mean(a[a >= 0] == y[a >= 0])) for c, a in got.items()}
             scores["fused F1"] = f1_score(y, got[FUSED], average="macro")

@@ -179,9 +179,7 @@ def evaluate(params: Params, layout: Layout) -> dict[str, Any]:
     from mmops.evaluation.metrics import score_models
     from mmops.evaluation.retrieval import retrieval_scores
     from mmops.models.checkpoint import model_from_checkpoint
-    from mmops.models.fusion import FUSED
-    from mmops.models.fusion.parts import subsets, together
-    from mmops.models.predict import predict
+    from mmops.models.predict import predict_subsets
 
     cache, data, frame = features_by_split(params, layout)
     ckpt = artifacts.load_torch(layout.model)
@@ -200,20 +198,14 @@ def evaluate(params: Params, layout: Layout) -> dict[str, Any]:
             test["features"][m.name] = _encode_with(m, ckpt, test_rows, test["present"][m.name], params, params.data.root)
     y = test["target"].numpy()
     cpu = torch.device("cpu")
-    out = predict(model, test["features"], cpu, test["present"])
+    # each modality alone (and, with three or more, each pair) is scored on the samples that
+    # have it; fused on all of them
+    out, rows = predict_subsets(model, test["features"], cpu, test["present"])
     log_probs = {name: lp.numpy() for name, lp in out.log_probs.items()}
+    present = {name: p.numpy() for name, p in rows.items()}
     with model.uncalibrated():  # the same answers, their confidence before temperature scaling
-        raw = {name: lp.numpy() for name, lp in predict(model, test["features"], cpu, test["present"]).log_probs.items()}
-    # each modality alone is scored on the samples that have it; fused on all of them
-    present = {name: p.numpy() for name, p in test["present"].items()}
-    # with three modalities or more, each pair (...) too: the fused path with the others masked,
-    # on the samples that have the pair
-    for name, chosen in subsets(model.modalities).items():
-        mask = together(test["present"], chosen)
-        log_probs[name] = predict(model, test["features"], cpu, mask).log_probs[FUSED].numpy()
-        with model.uncalibrated():
-            raw[name] = predict(model, test["features"], cpu, mask).log_probs[FUSED].numpy()
-        present[name] = torch.stack([test["present"][m] for m in chosen]).all(dim=0).numpy()
+        raw = {name: lp.numpy() for name, lp in predict_subsets(model, test["features"], cpu, test["present"])[0]
+               .log_probs.items()}
     # intervals resample the split's groups, as the gate does (its resamples and seed)
     groups = test_rows["group"].to_numpy() if "group" in test_rows else None  # None: each row its own
     resampler = Resampler.of(groups, len(y), resamples=params.promote.bootstrap_resamples, seed=params.promote.seed)

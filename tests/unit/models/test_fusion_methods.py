@@ -203,3 +203,25 @@ def test_a_subset_of_modalities_is_scored_through_the_fused_path_with_the_rest_m
     # rows 0 and 1 have the pair: audio hidden there; row 2 lacks image and keeps its own mask
     assert masked["audio"].tolist() == [False, False, True]
     assert masked["image"].tolist() == [True, True, False] and masked["text"].tolist() == [True, True, True]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_each_pair_of_three_modalities_answers_as_the_fused_path_given_only_that_pair(method):
+    from mmops.models.predict import predict, predict_subsets
+
+    dims = {"image": 6, "text": 4, "audio": 5}
+    model = build_fusion(method, dims, 3, **_options(method))
+    g = torch.Generator().manual_seed(1)
+    features = {m: torch.randn(12, d, generator=g) for m, d in dims.items()}
+    present = {"image": torch.arange(12) % 3 != 0, "text": torch.ones(12, dtype=torch.bool),
+               "audio": torch.arange(12) % 4 != 1}
+    model.prepare(features, present)
+    out, rows = predict_subsets(model, features, torch.device("cpu"), present)
+    assert set(out.log_probs) == {FUSED, "image", "text", "audio", "image-text", "image-audio", "text-audio"}
+    assert rows["image-audio"].tolist() == (present["image"] & present["audio"]).tolist()
+    has_pair = rows["image-audio"]
+    # a record with just image and audio: the pair's answer on the rows that have both
+    only_pair = {"image": present["image"], "text": ~has_pair, "audio": present["audio"]}
+    alone_pair = predict(model, features, torch.device("cpu"), only_pair).log_probs[FUSED]
+    assert torch.allclose(out.log_probs["image-audio"][has_pair], alone_pair[has_pair], atol=1e-6)
+    assert torch.equal(out.log_probs[FUSED], predict(model, features, torch.device("cpu"), present).log_probs[FUSED])
