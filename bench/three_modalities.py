@@ -30,11 +30,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from sklearn.metrics import f1_score
-from sklearn.model_selection import StratifiedGroupKFold
 from torch.nn import functional as F
 
 from mmops.config import Layout, load_params
 from mmops.evaluation.bootstrap import Resampler, interval
+from mmops.evaluation.crossval import grouped_folds, pool, take
 from mmops.models.fusion import FUSED, FUSIONS
 from mmops.models.fusion.parts import subsets
 from mmops.models.predict import predict, predict_subsets
@@ -51,12 +51,6 @@ def answers(model, split: dict) -> dict[str, np.ndarray]:
     out, rows = predict_subsets(model, split["features"], CPU, split["present"])
     return {name: np.where(rows[name].numpy(), lp.argmax(1).numpy(), -1) if name in rows else lp.argmax(1).numpy()
             for name, lp in out.log_probs.items()}
-
-
-def take(split: dict, rows: np.ndarray) -> dict:
-    index = torch.as_tensor(rows)
-    return {"features": {m: t[index] for m, t in split["features"].items()},
-            "present": {m: p[index] for m, p in split["present"].items()}, "target": split["target"][index]}
 
 
 def on_test_split(args, params, data, methods) -> None:
@@ -83,18 +77,11 @@ def on_test_split(args, params, data, methods) -> None:
 
 
 def cross_validated(args, params, data, groups: np.ndarray, methods) -> None:
-    everything = {"features": {m: torch.cat([data[s]["features"][m] for s in POOLED]) for m in data["train"]["features"]},
-                  "present": {m: torch.cat([data[s]["present"][m] for s in POOLED]) for m in data["train"]["present"]},
-                  "target": torch.cat([data[s]["target"] for s in POOLED])}
+    everything = pool([data[s] for s in POOLED])
     y, classes = everything["target"].numpy(), len(params.data.labels)
     modalities = tuple(everything["features"])
     pairs = subsets(modalities)
-    folds = []
-    outer = StratifiedGroupKFold(n_splits=args.folds, shuffle=True, random_state=args.fold_seed)
-    for rest, test in outer.split(np.zeros(len(y)), y, groups):
-        inner = StratifiedGroupKFold(n_splits=6, shuffle=True, random_state=args.fold_seed)
-        fit_rows, val_rows = next(inner.split(np.zeros(len(rest)), y[rest], groups[rest]))
-        folds.append((rest[fit_rows], rest[val_rows], test))
+    folds = grouped_folds(y, groups, args.folds, seed=args.fold_seed)
     resampler = Resampler.of(groups, len(y), resamples=2000, seed=0)
     print(f"{len(y)} train and val rows in {len(np.unique(groups))} groups, {args.folds} grouped folds (seed {args.fold_seed}); "
           f"training seeds {args.seeds}, each scored on its own\n")
@@ -104,12 +91,12 @@ def cross_validated(args, params, data, groups: np.ndarray, methods) -> None:
     for name, train in methods:
         for seed in args.seeds:
             got = {c: np.full(len(y), -1) for c in (FUSED, *pairs, *modalities)}
-            for fit_rows, val_rows, test in folds:
-                tr, va = take(everything, fit_rows), take(everything, val_rows)
+            for fold in folds:
+                tr, va = take(everything, fold.train), take(everything, fold.val)
                 model = fit(tr["features"], tr["target"], va["features"], va["target"], classes,
                             dataclasses.replace(train, seed=seed), CPU, tr["present"], va["present"]).model
-                for column, answer in answers(model, take(everything, test)).items():
-                    got[column][test] = answer
+                for column, answer in answers(model, take(everything, fold.test)).items():
+                    got[column][fold.test] = answer
             scores = {c: float(np.mean(a[a >= 0] == y[a >= 0])) for c, a in got.items()}
             scores["fused F1"] = f1_score(y, got[FUSED], average="macro")
             gaps = []
