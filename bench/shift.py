@@ -8,11 +8,13 @@ fused path to answer from one modality alone.
 `--folds K` compares the methods on many more rows: grouped cross-validation over the train and
 val rows (`mmops.evaluation.crossval`; the test split and its drawings are never seen), each row
 and its drawing scored once by a model that never saw its group; the drawings of train and val
-ids are what issue 23 allows tuning on. Fused accuracy gets a 95% interval from resampling groups.
+ids are what issue 23 allows tuning on. Each setting's fused accuracy is compared with params.yaml's own on
+the same rows (a paired 95% interval from resampling groups); --fold-seeds and --seeds repeat and average.
 
     .venv/bin/python bench/shift.py --seeds 0 1 2                # after `make run` (about 5 minutes)
     .venv/bin/python bench/shift.py --methods late gated --dropouts 0 0.3 --seeds 0 1
-    .venv/bin/python bench/shift.py --folds 5                    # about 10 minutes
+    .venv/bin/python bench/shift.py --folds 5                    # about 5 minutes
+    .venv/bin/python bench/shift.py --folds 5 --methods late trust --fold-seeds 0 1 --seeds 0 1 2
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ def main() -> None:
     parser.add_argument("--dropouts", nargs="+", type=float, default=[0.0, 0.3])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--folds", type=int, default=0, help="grouped cross-validation over train and val (0: off)")
+    parser.add_argument("--fold-seeds", nargs="+", type=int, default=[0], help="with --folds: the fold draws")
     args = parser.parse_args()
     params, layout = load_params(Path(args.params)), Layout(Path(args.artifacts))
     if args.folds:
@@ -126,9 +129,10 @@ def cross_validated(args, params, layout: Layout) -> None:
         sets[name] = ({"features": features, "present": present, "target": target},
                       np.array([position[i] for i in rows[ID]]))
         print(f"{name}: {len(rows)} rows whose ids are in train or val", flush=True)
-    folds = grouped_folds(y, groups, args.folds, seed=0)
+    repeats = [(f, seed) for f in args.fold_seeds for seed in args.seeds]  # fold draw, training seed
+    draws = {f: grouped_folds(y, groups, args.folds, seed=f) for f in args.fold_seeds}
     print(f"{len(y)} train and val rows in {len(np.unique(groups))} groups, {args.folds} grouped folds; "
-          f"training seed {args.seeds[0]}\n")
+          f"fold draws {args.fold_seeds} x training seeds {args.seeds}, averaged\n")
     # every setting is compared with the params' own, paired: the same rows, the same group draws
     default = (params.train.fusion, params.train.modality_dropout)
     settings = [default, *((m, d) for m in args.methods for d in args.dropouts if (m, d) != default)]
@@ -137,36 +141,42 @@ def cross_validated(args, params, layout: Layout) -> None:
     header = " | ".join(f"{n} fused | {n} image | {n} text | {n} regret | {n} fused − default" for n in sets)
     print(f"| method | modality dropout | {header} |")
     print("|---|---|" + "---|---|---|---|---|" * len(sets))
-    baseline: dict[str, np.ndarray] = {}
+    baseline: dict[tuple, np.ndarray] = {}
     for method, dropout in settings:
-        train = dataclasses.replace(params.train, fusion=method, modality_dropout=dropout, seed=args.seeds[0])
-        got = {name: {} for name in sets}
-        for fold in folds:
-            tr, va = take(everything, fold.train), take(everything, fold.val)
-            model = fit(tr["features"], tr["target"], va["features"], va["target"], len(classes), train, CPU,
-                        tr["present"], va["present"]).model
-            tested = np.isin(np.arange(len(y)), fold.test)
+        numbers: dict[str, list[list[float]]] = {name: [] for name in sets}
+        gains: dict[str, list[np.ndarray]] = {name: [] for name in sets}
+        for fold_seed, seed in repeats:
+            train = dataclasses.replace(params.train, fusion=method, modality_dropout=dropout, seed=seed)
+            got = {name: {} for name in sets}
+            for fold in draws[fold_seed]:
+                tr, va = take(everything, fold.train), take(everything, fold.val)
+                model = fit(tr["features"], tr["target"], va["features"], va["target"], len(classes), train, CPU,
+                            tr["present"], va["present"]).model
+                tested = np.isin(np.arange(len(y)), fold.test)
+                for name, (part, where) in sets.items():
+                    rows = take(part, np.flatnonzero(tested[where]))
+                    out = predict(model, rows["features"], CPU, rows["present"]).log_probs
+                    for k, v in out.items():
+                        got[name].setdefault(k, np.zeros((len(where), len(classes))))[tested[where]] = v.numpy()
             for name, (part, where) in sets.items():
-                rows = np.flatnonzero(tested[where])
-                out = predict(model, take(part, rows)["features"], CPU, take(part, rows)["present"]).log_probs
-                for k, v in out.items():
-                    got[name].setdefault(k, np.zeros((len(where), len(classes))))[rows] = v.numpy()
+                target = part["target"].numpy()
+                scores = score_set(got[name], target, {k: v.numpy() for k, v in part["present"].items()}, len(classes))
+                fused = got[name]["fused"].argmax(1)
+                reference = baseline.setdefault((name, fold_seed, seed), fused)
+                on = resamplers[name]
+                gains[name].append(on.accuracy(target, fused) - on.accuracy(target, reference))
+                numbers[name].append([scores["models"][m][k] for m in MODELS for k in ("accuracy", "macro_f1", "ece")]
+                                     + [scores["regret"], float(np.mean(fused == target) - np.mean(reference == target))])
         cells = []
-        for name, (part, where) in sets.items():
-            target = part["target"].numpy()
-            scores = score_set(got[name], target, {k: v.numpy() for k, v in part["present"].items()}, len(classes))
-            fused = got[name]["fused"].argmax(1)
-            reference = baseline.setdefault(name, fused)
-            on = resamplers[name]
-            low, high = interval(on.accuracy(target, fused) - on.accuracy(target, reference))
-            gain = np.mean(fused == target) - np.mean(reference == target)
-            cells += [" / ".join(f"{scores['models'][m][k]:.3f}" for k in ("accuracy", "macro_f1", "ece"))
-                      for m in MODELS] + [f"{scores['regret']:+.3f}", f"{gain:+.3f} [{low:+.3f}, {high:+.3f}]"]
+        for name in sets:
+            n = np.mean(numbers[name], axis=0)
+            low, high = interval(np.mean(gains[name], axis=0))
+            cells += [" / ".join(f"{x:.3f}" for x in n[i:i + 3]) for i in (0, 3, 6)] + [
+                f"{n[9]:+.3f}", f"{n[10]:+.3f} [{low:+.3f}, {high:+.3f}]"]
         print(f"| {method} | {dropout} | " + " | ".join(cells) + " |", flush=True)
-    print(f"\n(accuracy / macro-F1 / ECE, each row scored once by the fold that held it out; fused − default: the "
-          f"fused accuracy minus params.yaml's own setting's ({default[0]}, dropout {default[1]}), with the paired "
-          f"95% interval from resampling groups)")
-
+    print(f"\n(accuracy / macro-F1 / ECE, each row scored once per fold draw by the fold that held it out, averaged "
+          f"over the repeats; fused − default: the fused accuracy minus params.yaml's own setting's ({default[0]}, "
+          f"dropout {default[1]}) on the same rows, with the paired 95% interval from resampling groups)")
 
 if __name__ == "__main__":
     main()
