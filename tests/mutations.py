@@ -161,8 +161,8 @@ MUTATIONS = {
     ),
     "evaluate scores a fine-tuned model on the pretrained encoder's cached features": (
         "src/mmops/stages/model.py",
-        'test["features"][m.name] = _encode_with(m, ckpt, test_rows, test["present"][m.name], params, params.data.root)',
-        "pass",
+        '    for m in build_modalities(params.modalities):  # its own encoder makes a fine-tuned model\'s test features',
+        '    for m in ():  # its own encoder makes a fine-tuned model\'s test features',
         "tests/unit/training/test_finetune.py::test_evaluate_scores_the_test_images_through_the_fine_tuned_encoder",
     ),
     "a modality's temperature is fitted on validation rows that lack it": (
@@ -184,7 +184,7 @@ MUTATIONS = {
         "tests/unit/registry/test_gate.py::test_a_challenger_whose_fusion_loses_to_one_modality_under_shift_is_refused_naming_the_set",
     ),
     "the shift set's test rows are not the test split's ids": (
-        "src/mmops/stages/model.py",
+        "src/mmops/evaluation/shift.py",
         'in_test = rows[ID].isin(test_ids).to_numpy()',
         'in_test = ~rows[ID].isin(test_ids).to_numpy()',
         "tests/unit/test_shift_stage.py::test_shift_scores_fused_and_each_modality_on_all_rows_and_on_the_test_splits_ids",

@@ -179,6 +179,7 @@ def evaluate(params: Params, layout: Layout) -> dict[str, Any]:
     from mmops.evaluation.metrics import score_models
     from mmops.evaluation.retrieval import retrieval_scores
     from mmops.models.checkpoint import model_from_checkpoint
+    from mmops.models.encoders import encode_with_model
     from mmops.models.predict import predict_subsets
 
     cache, data, frame = features_by_split(params, layout)
@@ -195,7 +196,8 @@ def evaluate(params: Params, layout: Layout) -> dict[str, Any]:
     test_rows = frame[frame["split"] == "test"]
     for m in build_modalities(params.modalities):  # its own encoder makes a fine-tuned model's test features
         if m.name in ckpt["encoder_weights"]:
-            test["features"][m.name] = _encode_with(m, ckpt, test_rows, test["present"][m.name], params, params.data.root)
+            test["features"][m.name] = encode_with_model(m, ckpt, list(test_rows[m.name]), test["present"][m.name],
+                                                         params.data.root, batch_size=params.featurize.batch_size)
     y = test["target"].numpy()
     cpu = torch.device("cpu")
     # each modality alone (and, with three or more, each pair) is scored on the samples that
@@ -228,18 +230,12 @@ def shift(params: Params, layout: Layout) -> dict[str, Any]:
     classes) are counted by reason; a listed set that is absent is skipped with a message."""
     import logging
 
-    from mmops.data.drift import encode_manifest, read_rows
-    from mmops.evaluation.shift import score_set
-    from mmops.models.checkpoint import model_from_checkpoint
-    from mmops.models.predict import predict
+    from mmops.evaluation.shift import score_manifest, table_rows
 
     ckpt = artifacts.load_torch(layout.model)
-    model, classes = model_from_checkpoint(ckpt), list(ckpt["classes"])
-    modalities = build_modalities(params.modalities)
     frame = artifacts.read_csv(layout.split_manifest)
     test_ids = set(frame.loc[frame["split"] == "test", ID])
     report: dict[str, Any] = {}
-    table = []
     for name, manifest in params.shift.sets.items():
         manifest = Path(manifest)
         if not manifest.exists():
@@ -247,60 +243,11 @@ def shift(params: Params, layout: Layout) -> dict[str, Any]:
                                                 "params.yaml 'shift.sets')", name, manifest)
             report[name] = {"skipped": f"{manifest} is absent"}
             continue
-        rows, rejects = read_rows(params, manifest, labels=classes)
-        if rows.empty:
-            raise ValueError(f"{manifest}: no row the model can score ({len(rejects)} rejected, e.g. "
-                             f"line {rejects['line'].iloc[0]}: {rejects['reason'].iloc[0]})" if len(rejects) else
-                             f"{manifest}: no rows")
-        cache = encode_manifest(params, rows, manifest.parent)
-        # the model's encoders, not only today's params: the same check evaluate makes
-        check_encoders(cache.encoders, ckpt["encoders"], made_by=f"the encoders installed now ({manifest})",
-                       expected_by=str(layout.model), ignore=("weights", "dtype", "device"))
-        features, present = cache.align(list(rows[ID]), str(manifest))
-        for m in modalities:  # a fine-tuned encoder encodes with the weights the model carries
-            if m.name in ckpt["encoder_weights"]:
-                features[m.name] = _encode_with(m, ckpt, rows, present[m.name], params, manifest.parent)
-        out = predict(model, features, torch.device("cpu"), present)
-        log_probs = {k: v.numpy() for k, v in out.log_probs.items()}
-        has = {k: v.numpy() for k, v in present.items()}
-        y = np.array([classes.index(label) for label in rows[LABEL]])
-        in_test = rows[ID].isin(test_ids).to_numpy()
-        report[name] = {"manifest": str(manifest), "rows": int(len(rows) + len(rejects)), "rejected": int(len(rejects)),
-                        "rejects_by_reason": rejects["reason"].str.split(":").str[0].value_counts().to_dict(),
-                        "all": score_set(log_probs, y, has, len(classes))}
-        if in_test.any():
-            report[name]["test_ids"] = score_set({k: v[in_test] for k, v in log_probs.items()}, y[in_test],
-                                                 {k: v[in_test] for k, v in has.items()}, len(classes))
-        for subset in ("all", "test_ids"):
-            for model_name, scores in report[name].get(subset, {}).get("models", {}).items():
-                table.append({"set": name, "rows": subset, "model": model_name,
-                              "scored": f"{name} {subset.replace('_', ' ')} {model_name}", **scores})
+        report[name] = score_manifest(params, manifest, ckpt, test_ids, str(layout.model))
     artifacts.write_json(layout.shift_metrics, {"sets": report})
     columns = ["scored", "set", "rows", "model", "samples", "accuracy", "macro_f1", "ece"]
-    artifacts.write_csv(layout.shift_scores, pd.DataFrame(table, columns=columns).round(DECIMALS))
+    artifacts.write_csv(layout.shift_scores, pd.DataFrame(list(table_rows(report)), columns=columns).round(DECIMALS))
     return report
-
-
-def _encode_with(modality: Any, ckpt: dict[str, Any], rows: pd.DataFrame, present: torch.Tensor,
-                 params: Params, root: Path) -> torch.Tensor:
-    """`rows`' features (media under `root`) from the fine-tuned encoder a
-    checkpoint carries, as serving makes them: its weights (checked against the hash the model
-    records), precision and kind of device."""
-    made = ckpt["encoders"][modality.name]
-    weights = ckpt["encoder_weights"][modality.name]
-    device = torch.device(made["device"]) if made["device"] != "cuda" or torch.cuda.is_available() else None
-    if device is None:
-        raise ValueError(f"the model's {modality.name} encoder was fine-tuned on CUDA: evaluate it on a CUDA host")
-    dtype = feature_dtype(made["dtype"], device)
-    check_encoders({modality.name: made}, {modality.name: modality.identity(dtype, device, weights)},
-                   made_by="the model", expected_by="its fine-tuned weights")
-    out = torch.zeros(len(rows), modality.feature_dim)
-    mask = present.cpu()
-    if mask.any():
-        encode = modality.encoder(device, dtype, weights)
-        out[mask] = encode(list(rows.loc[mask.numpy(), modality.name]), batch_size=params.featurize.batch_size,
-                           load=lambda value: modality.load(value, root))
-    return out
 
 
 def _write_tables(layout: Layout, test_rows: pd.DataFrame, y: Any, log_probs: dict[str, Any],
