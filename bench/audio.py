@@ -43,13 +43,14 @@ from mmops.modalities.audio_features import AudioSpec, fingerprint, log_mel, mfc
 
 
 def groups_of(frame: pd.DataFrame, root: Path, waves: list[np.ndarray], spec: AudioSpec) -> np.ndarray:
-    """A group per row, made as the pipeline's split makes its groups (`group_keys`): rows linked
-    by the same clip bytes, a re-encoded clip (fingerprints within the audio modality's
-    near-duplicate distance) or the same caption share one."""
+    """A group per row, joined by the split's own union-find (`group_keys`) from what ties clips
+    together: the same clip bytes, a re-encoded clip (fingerprints within the audio modality's
+    near-duplicate distance) or the same caption (the pipeline's split also links pictures and
+    families; this bench is about the clips). An empty caption links nothing."""
     keys = pd.DataFrame({
         "sample_id": frame["sample_id"],
         "clip": [f"clip:{hashlib.sha256((root / a).read_bytes()).hexdigest()}" for a in frame["audio"]],
-        "caption": "caption:" + frame["text"].str.lower(),
+        "caption": [f"caption:{t.lower()}" if t else "" for t in frame["text"]],
     })
     links = near_duplicate_links([fingerprint(w, spec) for w in waves], AudioOptions().near_duplicate_distance)
     return np.array(group_keys(keys, ["clip", "caption"], "sample_id", links))

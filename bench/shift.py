@@ -10,6 +10,7 @@ val rows (`mmops.evaluation.crossval`; the test split and its drawings are never
 and its drawing scored once by a model that never saw its group; the drawings of train and val
 ids are what issue 23 allows tuning on. Each setting's fused accuracy is compared with params.yaml's own on
 the same rows (a paired 95% interval from resampling groups); --fold-seeds and --seeds repeat and average.
+The augment stage's views are left out of the folds (off by default).
 
     .venv/bin/python bench/shift.py --seeds 0 1 2                # after `make run` (about 5 minutes)
     .venv/bin/python bench/shift.py --methods late gated --dropouts 0 0.3 --seeds 0 1
@@ -154,6 +155,8 @@ def cross_validated(args, params, layout: Layout) -> None:
                             tr["present"], va["present"]).model
                 tested = np.isin(np.arange(len(y)), fold.test)
                 for name, (part, where) in sets.items():
+                    if not tested[where].any():  # a small set may have no row in this fold
+                        continue
                     rows = take(part, np.flatnonzero(tested[where]))
                     out = predict(model, rows["features"], CPU, rows["present"]).log_probs
                     for k, v in out.items():

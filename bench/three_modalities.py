@@ -12,13 +12,14 @@ Two ways to ask it:
   untouched, for reporting), so each row is scored once by a model that never saw its group
   (folds stratified by label, the split's groups kept whole; in each, a grouped sixth of the
   rest is the validation set). Prints accuracy over those rows, and the paired difference of
-  fused minus the best pair and minus the best single modality, on the rows that have them,
+  fused minus the best pair and minus the best single modality (each the most accurate on the
+  rows that have it), on those rows,
   with a 95% interval from resampling the groups (the gate's cluster bootstrap). With nearly
   6 times as many scored rows as the test split, this is the comparison to choose by.
 
     make run DATASET=tuxpaint                               # once: the features
     .venv/bin/python bench/three_modalities.py              # about 3 minutes on 2 CPU cores
-    .venv/bin/python bench/three_modalities.py --folds 5   # about 5 minutes
+    .venv/bin/python bench/three_modalities.py --folds 5   # about 4 minutes
 """
 
 from __future__ import annotations
@@ -124,7 +125,7 @@ def main() -> None:
     parser.add_argument("--dropouts", nargs="+", type=float, default=[0.0, 0.3])
     parser.add_argument("--seeds", nargs="+", type=int, default=None,
                         help="training seeds (default: 0 1 2 on the test split, 0 with --folds)")
-    parser.add_argument("--folds", type=int, default=0, help="grouped cross-validation over every row (0: off)")
+    parser.add_argument("--folds", type=int, default=0, help="grouped cross-validation over the train and val rows (0: off)")
     parser.add_argument("--fold-seed", type=int, default=0)
     args = parser.parse_args()
     args.seeds = args.seeds or ([0] if args.folds else [0, 1, 2])

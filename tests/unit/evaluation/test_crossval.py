@@ -60,3 +60,14 @@ def test_pooled_splits_keep_their_rows_in_order_and_take_picks_rows():
     assert pooled["target"].tolist() == [0, 1, 2, 3] and pooled["features"]["image"][3].tolist() == [9.0, 9.0]
     picked = take(pooled, np.array([3, 1]))
     assert picked["target"].tolist() == [3, 1] and picked["present"]["image"].tolist() == [True, False]
+
+
+def test_each_fold_tests_every_label_in_about_its_share():
+    rng = np.random.default_rng(3)
+    target = np.repeat(np.arange(3), [300, 150, 50])  # imbalanced labels
+    groups = np.array([f"g{i // 2}" for i in range(len(target))])  # pairs of rows
+    rng.shuffle(groups)
+    shares = np.bincount(target) / len(target)
+    for fold in grouped_folds(target, groups, 5):
+        tested = np.bincount(target[fold.test], minlength=3) / len(fold.test)
+        assert np.all(np.abs(tested - shares) < 0.05)

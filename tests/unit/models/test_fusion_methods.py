@@ -218,10 +218,15 @@ def test_each_pair_of_three_modalities_answers_as_the_fused_path_given_only_that
     model.prepare(features, present)
     out, rows = predict_subsets(model, features, torch.device("cpu"), present)
     assert set(out.log_probs) == {FUSED, "image", "text", "audio", "image-text", "image-audio", "text-audio"}
-    assert rows["image-audio"].tolist() == (present["image"] & present["audio"]).tolist()
-    has_pair = rows["image-audio"]
-    # a record with just image and audio: the pair's answer on the rows that have both
-    only_pair = {"image": present["image"], "text": ~has_pair, "audio": present["audio"]}
-    alone_pair = predict(model, features, torch.device("cpu"), only_pair).log_probs[FUSED]
-    assert torch.allclose(out.log_probs["image-audio"][has_pair], alone_pair[has_pair], atol=1e-6)
+    for name, (a, b) in {"image-text": ("image", "text"), "image-audio": ("image", "audio"),
+                         "text-audio": ("text", "audio")}.items():
+        has_pair = present[a] & present[b]
+        assert rows[name].tolist() == has_pair.tolist()
+        # a record with just that pair: the pair's answer on the rows that have both (the third
+        # modality kept where the pair is incomplete, so every row has something)
+        third = next(m for m in dims if m not in (a, b))
+        only_pair = {m: present[m] if m in (a, b) else present[m] & ~has_pair for m in dims}
+        assert not only_pair[third][has_pair].any()
+        alone_pair = predict(model, features, torch.device("cpu"), only_pair).log_probs[FUSED]
+        assert torch.allclose(out.log_probs[name][has_pair], alone_pair[has_pair], atol=1e-6)
     assert torch.equal(out.log_probs[FUSED], predict(model, features, torch.device("cpu"), present).log_probs[FUSED])
