@@ -58,18 +58,9 @@ def main() -> None:
     classes = list(params.data.labels)
     _, data, frame = features_by_split(params, layout, views=True)
     tr, va, te = data["train"], data["val"], data["test"]
-    test_ids = list(frame.loc[frame["split"] == "test", ID])
     sets = {"sample": (te["features"], te["present"], te["target"].numpy())}
-    for name, manifest in params.shift.sets.items():
-        if not Path(manifest).exists():
-            print(f"{name}: {manifest} is absent, skipped")
-            continue
-        rows, _ = read_rows(params, Path(manifest), labels=classes)
-        rows = rows[rows[ID].isin(set(test_ids))].reset_index(drop=True)
-        cache = encode_manifest(params, rows, Path(manifest).parent)
-        features, present = cache.align(list(rows[ID]), manifest)
-        sets[name] = (features, present, np.array([classes.index(label) for label in rows[LABEL]]))
-        print(f"{name}: {len(rows)} rows whose ids are in the test split", flush=True)
+    for name, (rows, part) in shift_sets(params, set(frame.loc[frame["split"] == "test", ID]), "the test split").items():
+        sets[name] = (part["features"], part["present"], part["target"].numpy())
 
     def cells(numbers: list[float]) -> str:
         """One set's 10 numbers after another: three models' "accuracy / macro-F1 / ECE", the regret."""
@@ -110,26 +101,32 @@ def main() -> None:
 MODELS = ("fused", "image", "text")
 
 
-def cross_validated(args, params, layout: Layout) -> None:
-    classes = list(params.data.labels)
-    _, data, frame = features_by_split(params, layout)
-    pooled_rows = pd.concat([frame[frame["split"] == s] for s in ("train", "val")])  # features_by_split's order
-    everything = pool([data["train"], data["val"]])
-    y, groups = everything["target"].numpy(), pooled_rows["group"].to_numpy(dtype=str)
-    position = {sample_id: i for i, sample_id in enumerate(pooled_rows[ID])}
-    sets = {"sample": (everything, np.arange(len(y)))}  # per set: its rows, and each row's pooled position
+def shift_sets(params, ids: set[str], where: str) -> dict[str, tuple[pd.DataFrame, dict]]:
+    """Each listed shift set's rows whose ids are in `ids` (an absent set skipped, said so), and
+    their features, presence and targets (a split as `features_by_split` gives it)."""
+    classes, sets = list(params.data.labels), {}
     for name, manifest in params.shift.sets.items():
         if not Path(manifest).exists():
             print(f"{name}: {manifest} is absent, skipped")
             continue
         rows, _ = read_rows(params, Path(manifest), labels=classes)
-        rows = rows[rows[ID].isin(position)].reset_index(drop=True)
-        cache = encode_manifest(params, rows, Path(manifest).parent)
-        features, present = cache.align(list(rows[ID]), manifest)
+        rows = rows[rows[ID].isin(ids)].reset_index(drop=True)
+        features, present = encode_manifest(params, rows, Path(manifest).parent).align(list(rows[ID]), manifest)
         target = torch.tensor([classes.index(label) for label in rows[LABEL]])
-        sets[name] = ({"features": features, "present": present, "target": target},
-                      np.array([position[i] for i in rows[ID]]))
-        print(f"{name}: {len(rows)} rows whose ids are in train or val", flush=True)
+        sets[name] = (rows, {"features": features, "present": present, "target": target})
+        print(f"{name}: {len(rows)} rows whose ids are in {where}", flush=True)
+    return sets
+
+
+def cross_validated(args, params, layout: Layout) -> None:
+    classes = list(params.data.labels)
+    _, data, frame = features_by_split(params, layout)
+    everything, pooled_rows = pool(data, frame, ("train", "val"))
+    y, groups = everything["target"].numpy(), pooled_rows["group"].to_numpy(dtype=str)
+    position = {sample_id: i for i, sample_id in enumerate(pooled_rows[ID])}
+    sets = {"sample": (everything, np.arange(len(y)))}  # per set: its rows, and each row's pooled position
+    for name, (rows, part) in shift_sets(params, set(position), "train or val").items():
+        sets[name] = (part, np.array([position[i] for i in rows[ID]]))
     repeats = [(f, seed) for f in args.fold_seeds for seed in args.seeds]  # fold draw, training seed
     draws = {f: grouped_folds(y, groups, args.folds, seed=f) for f in args.fold_seeds}
     print(f"{len(y)} train and val rows in {len(np.unique(groups))} groups, {args.folds} grouped folds; "

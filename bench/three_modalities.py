@@ -77,9 +77,10 @@ def on_test_split(args, params, data, methods) -> None:
         print(f"| {name} | " + " | ".join(f"{np.mean([r[c] for r in runs]):.3f}" for c in columns) + " |", flush=True)
 
 
-def cross_validated(args, params, data, groups: np.ndarray, methods) -> None:
-    everything = pool([data[s] for s in POOLED])
+def cross_validated(args, params, data, frame, methods) -> None:
+    everything, pooled_rows = pool(data, frame, POOLED)
     y, classes = everything["target"].numpy(), len(params.data.labels)
+    groups = pooled_rows["group"].to_numpy(dtype=str)
     modalities = tuple(everything["features"])
     pairs = subsets(modalities)
     folds = grouped_folds(y, groups, args.folds, seed=args.fold_seed)
@@ -135,8 +136,7 @@ def main() -> None:
                 dataclasses.replace(params.train, fusion=method, modality_dropout=dropout))
                for method in args.methods for dropout in args.dropouts]
     if args.folds:
-        groups = np.concatenate([frame.loc[frame["split"] == s, "group"].to_numpy(dtype=str) for s in POOLED])
-        cross_validated(args, params, data, groups, methods)
+        cross_validated(args, params, data, frame, methods)
     else:
         on_test_split(args, params, data, methods)
 

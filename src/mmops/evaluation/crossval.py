@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from sklearn.model_selection import StratifiedGroupKFold
 
@@ -45,12 +46,17 @@ def grouped_folds(target: np.ndarray, groups: np.ndarray, folds: int, *, seed: i
     return out
 
 
-def pool(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Splits as `features_by_split` gives them (features and presence per modality, target),
-    concatenated in order: the rows to fold."""
-    return {"features": {m: torch.cat([p["features"][m] for p in parts]) for m in parts[0]["features"]},
-            "present": {m: torch.cat([p["present"][m] for p in parts]) for m in parts[0]["present"]},
-            "target": torch.cat([p["target"] for p in parts])}
+def pool(data: dict[str, dict[str, Any]], frame: pd.DataFrame,
+         splits: Sequence[str]) -> tuple[dict[str, Any], pd.DataFrame]:
+    """The `splits` of `features_by_split`'s output (features and presence per modality, target)
+    concatenated in order, the rows to fold; and the split manifest's rows in that same order
+    (their ids and groups)."""
+    parts = [data[s] for s in splits]
+    pooled = {"features": {m: torch.cat([p["features"][m] for p in parts]) for m in parts[0]["features"]},
+              "present": {m: torch.cat([p["present"][m] for p in parts]) for m in parts[0]["present"]},
+              "target": torch.cat([p["target"] for p in parts])}
+    rows = pd.concat([frame[frame["split"] == s] for s in splits], ignore_index=True)
+    return pooled, rows
 
 
 def take(part: dict[str, Any], rows: np.ndarray) -> dict[str, Any]:

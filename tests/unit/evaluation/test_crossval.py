@@ -1,6 +1,7 @@
 """Grouped cross-validation folds: every row scored once, no group on two sides."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from mmops.evaluation.crossval import grouped_folds
@@ -56,8 +57,10 @@ def test_pooled_splits_keep_their_rows_in_order_and_take_picks_rows():
          "target": torch.tensor([0, 1, 2])}
     b = {"features": {"image": torch.full((1, 2), 9.0)}, "present": {"image": torch.tensor([True])},
          "target": torch.tensor([3])}
-    pooled = pool([a, b])
+    frame = pd.DataFrame({"sample_id": ["b0", "a0", "a1", "a2"], "split": ["val", "train", "train", "train"]})
+    pooled, rows = pool({"train": a, "val": b}, frame, ("train", "val"))
     assert pooled["target"].tolist() == [0, 1, 2, 3] and pooled["features"]["image"][3].tolist() == [9.0, 9.0]
+    assert rows["sample_id"].tolist() == ["a0", "a1", "a2", "b0"]
     picked = take(pooled, np.array([3, 1]))
     assert picked["target"].tolist() == [3, 1] and picked["present"]["image"].tolist() == [True, False]
 
