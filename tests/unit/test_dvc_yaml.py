@@ -2,7 +2,10 @@
 a stage imports is a dependency of that stage (so editing it reruns the stage)."""
 
 import ast
+import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -218,3 +221,15 @@ def test_no_stage_depends_on_where_the_work_runs():
     assert "scale" in PARAMS
     for stage in DVC["stages"].values():
         assert not any(ref.split(".")[0] == "scale" for ref in stage.get("params", []))
+
+
+def test_dvc_lock_records_the_committed_code_and_params():
+    """A change to the code or params.yaml committed without `dvc repro` leaves dvc.lock stale:
+    a fresh clone's `make run` would rerun those stages and leave the tree dirty."""
+    done = subprocess.run([sys.executable, "-m", "dvc", "status", "--json"], cwd=REPO, capture_output=True,
+                          text=True, check=True)
+    stale = {(stage, path): change
+             for stage, changes in json.loads(done.stdout or "{}").items() for entry in changes
+             if isinstance(entry, dict) for path, change in entry.get("changed deps", {}).items()
+             if (path.startswith("src/") or path == "params.yaml") and change != "deleted"}
+    assert not stale, f"dvc.lock is stale (run `dvc repro` and commit dvc.lock): {stale}"
