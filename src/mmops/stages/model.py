@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -19,6 +19,9 @@ from mmops.device import feature_dtype, pick_device
 from mmops.features import shards
 from mmops.features.cache import FeatureCache, check_encoders
 from mmops.modalities import build_modalities
+
+if TYPE_CHECKING:
+    from mmops.training.distributed import Dist
 
 DECIMALS = 4  # committed CSVs (curves, calibration): float kernels differ in the last bits between CPUs
 
@@ -116,10 +119,7 @@ def train(params: Params, layout: Layout, device: str | None = None, resume: boo
     with distributed.from_environment(device) as job:
         dev = job.device(device) if job.enabled else pick_device(device)
         if params.train.mode == "finetune":
-            if job.enabled or resume:
-                raise ValueError("train.mode finetune runs in one process, from the start: --resume and torchrun "
-                                 "apply to the frozen mode for now")
-            result, encoders, weights = _finetune(params, layout, cache, data, frame, modalities, dev)
+            result, encoders, weights = _finetune(params, layout, cache, data, frame, modalities, dev, resume, job)
         else:
             result = fit(tr["features"], tr["target"], va["features"], va["target"], len(params.data.labels),
                          params.train, dev, tr["present"], va["present"], checkpoint=layout.train_checkpoint,
@@ -143,7 +143,8 @@ def train(params: Params, layout: Layout, device: str | None = None, resume: boo
 
 
 def _finetune(params: Params, layout: Layout, cache: FeatureCache, data: dict[str, dict[str, Any]],
-              frame: pd.DataFrame, modalities: tuple, device: torch.device) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+              frame: pd.DataFrame, modalities: tuple, device: torch.device, resume: bool,
+              job: Dist) -> tuple[Any, dict[str, Any], dict[str, Any]]:
     """`train.mode: finetune`: the trainable encoders tuned with the head on the split's own rows
     (augmented on the fly; the augment stage's views are for the frozen mode). The result, the
     encoders' identities (a tuned one's with its weights' hash), and the tuned weights."""
@@ -162,7 +163,7 @@ def _finetune(params: Params, layout: Layout, cache: FeatureCache, data: dict[st
                              present={m: p[:n] for m, p in d["present"].items()}, target=d["target"][:n])
     augment = params.augment if params.augment.enabled else None
     result = fit_finetune(splits["train"], splits["val"], tuned, len(params.data.labels), params.train, augment,
-                          params.data.root, device)
+                          params.data.root, device, checkpoint=layout.train_checkpoint, resume=resume, job=job)
     encoders = dict(cache.encoders)
     for m in tuned:
         made = cache.encoders[m.name]  # the precision and device kind featurize used: evaluate and serving follow

@@ -18,6 +18,7 @@ inputs have one size); on the CPU, float32.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -27,7 +28,9 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from tqdm import tqdm
 
 from mmops.config import AugmentParams, TrainParams
 from mmops.data.augment import view_seed
@@ -35,6 +38,8 @@ from mmops.modalities.base import Modality, Weights, present
 from mmops.models.fusion import FUSED, Features, FusionModel, Mask
 from mmops.models.predict import predict
 from mmops.progress import progress
+from mmops.training import resume as checkpoints
+from mmops.training.distributed import Dist
 from mmops.training.train import OPTIMIZERS, drop_modalities, fit, seed_everything
 
 log = logging.getLogger(__name__)
@@ -115,6 +120,20 @@ class Tuned(nn.Module):
         return self
 
 
+class _Step(nn.Module):
+    """One fine-tuning forward, the alignment loss included: DistributedDataParallel must see
+    every parameter a step uses inside the forward it wraps."""
+
+    def __init__(self, model: Tuned) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, inputs: dict[str, torch.Tensor], cached: Features, present_: Mask, has: Mask,
+                align: bool) -> tuple[Any, torch.Tensor | None]:
+        out = self.model(inputs, cached, present_)
+        return out, self.model.head.alignment.loss(out.embeddings, has) if align else None
+
+
 def _encode(model: Tuned, loader: DataLoader, split: Split, device: torch.device) -> Features:
     """Every modality's features of `split`: the tuned ones from the current encoders."""
     model.eval()
@@ -130,17 +149,77 @@ def _weights(model: Tuned) -> dict[str, Weights]:
     return {n: {k: v.detach().cpu().clone() for k, v in e.state_dict().items()} for n, e in model.encoders.items()}
 
 
+def _train_epoch(step: nn.Module, model: Tuned, optimizer: torch.optim.Optimizer, loader: DataLoader, train: Split,
+                 params: TrainParams, dropping: torch.Generator, device: torch.device) -> dict[str, float]:
+    """One pass over `loader` through `step` (`_Step(model)` or its DDP wrapper): the label loss on
+    masks hit by modality dropout, plus `params.contrastive_weight` times the alignment loss.
+    Loss sums and the sample count (a process's share, under torchrun)."""
+    head, cuda = model.head, device.type == "cuda"
+    align = head.alignment is not None and params.contrastive_weight > 0
+    model.train()
+    totals = {"train_loss": 0.0, "train_align_loss": 0.0, "samples": 0.0}
+    for inputs, index in loader:
+        batch = dict(zip(model.encoders, (t.to(device, non_blocking=True) for t in inputs)))
+        cached = {m: train.features[m][index].to(device) for m in head.modalities}
+        has = {m: train.present[m][index].to(device) for m in head.modalities}
+        present_ = drop_modalities(has, params.modality_dropout, dropping)
+        target = train.target[index].to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+            out, align_loss = step(batch, cached, present_, has, align)
+            loss = head.loss(out.log_probs, target, present_, params.label_smoothing)
+        totals["train_loss"] += loss.item() * len(target)
+        if align_loss is not None:
+            totals["train_align_loss"] += align_loss.item() * len(target)
+            loss = loss + params.contrastive_weight * align_loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        totals["samples"] += len(target)
+    return totals
+
+
+def _validate(model: Tuned, loader: DataLoader, val: Split, device: torch.device) -> tuple[FusionModel, Features,
+                                                                                          dict[str, float]]:
+    """The head completed as served (a copy, its validation step fitted) on the validation
+    split encoded by the current encoders; its features; each output's validation loss and accuracy."""
+    head = model.head
+    features = _encode(model, loader, val, device)
+    served = copy.deepcopy(head)
+    served.fit_on_validation(predict(served, features, device, val.present).log_probs, val.target, val.present)
+    log_probs = predict(served, features, device, val.present).log_probs
+    row: dict[str, float] = {}
+    for name in (FUSED, *head.modalities):
+        suffix = "" if name == FUSED else f"_{name}"
+        rows = torch.ones_like(val.target, dtype=torch.bool) if name == FUSED else val.present[name].cpu()
+        row[f"val_loss{suffix}"] = float(F.nll_loss(log_probs[name][rows], val.target[rows]))
+        row[f"val_acc{suffix}"] = float((log_probs[name][rows].argmax(1) == val.target[rows]).float().mean())
+    return served, features, row
+
+
 def fit_finetune(train: Split, val: Split, tuned: list[Modality], num_classes: int, params: TrainParams,
-                 augment: AugmentParams | None, root: Path, device: torch.device) -> FineTuned:
+                 augment: AugmentParams | None, root: Path, device: torch.device,
+                 checkpoint: Path | None = None, resume: bool = False, job: Dist = Dist()) -> FineTuned:
     """The head named by `params.fusion` trained on the cached features (the frozen mode), then
     the `tuned` modalities' encoders fine-tuned with it for `params.finetune_epochs`; the epoch
     whose served, fused prediction has the lowest validation loss is kept (head and encoders;
-    the probed head alone, as epoch 0, if no epoch beats it). Test data never enters here."""
+    the probed head alone, as epoch 0, if no epoch beats it). Test data never enters here.
+
+    With `checkpoint`, every fine-tuned epoch's whole state (head, encoders, optimiser,
+    scheduler, random streams, the best epoch so far with its encoders) is written there; with
+    `resume` too, a killed run continues after its last epoch (the probe, seconds, is trained
+    again: the same seed gives the same head) and ends as the uninterrupted run would have.
+
+    Under torchrun (`job`), the probe and every epoch are data-parallel (each process its share
+    of every batch, DistributedDataParallel averaging the gradients); each process encodes the
+    whole validation split, and rank 0 alone logs and checkpoints."""
+    if job.enabled and resume:
+        raise ValueError("--resume with several processes is not supported: resume in one process, or start afresh")
     probed = fit(train.features, train.target, val.features, val.target, num_classes, params, device,
-                 train.present, val.present, calibrate=False)
-    head = probed.model  # standardised with the pretrained features' statistics, as it stays
+                 train.present, val.present, job=job, calibrate=False)
+    head = probed.model.to(device)  # standardised with the pretrained features' statistics, as it stays
     generator = seed_everything(params.seed)
-    dropping = torch.Generator().manual_seed(params.seed + 1)
+    dropping = torch.Generator().manual_seed(params.seed + 1 + 7919 * job.rank)
+    streams = {"data": generator, "dropping": dropping}
     parts = {m.name: (m, *m.trainable()) for m in tuned}
     model = Tuned(head, {name: encoder.requires_grad_(True) for name, (_, encoder, _) in parts.items()}).to(device)
     transforms = {name: (m, transform) for name, (m, _, transform) in parts.items()}
@@ -150,64 +229,72 @@ def fit_finetune(train: Split, val: Split, tuned: list[Modality], num_classes: i
                                              weight_decay=params.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=params.finetune_epochs)
     cuda = device.type == "cuda"
-    loading = {"num_workers": params.workers, "pin_memory": cuda, "batch_size": params.batch_size}
+    loading = {"num_workers": params.workers, "pin_memory": cuda}
     train_inputs = _Inputs(train, transforms, root, augment)
-    loader = DataLoader(train_inputs, shuffle=True, generator=generator, **loading)
-    val_loader = DataLoader(_Inputs(val, transforms, root, None, train_inputs.blank), shuffle=False, **loading)
-    align = head.alignment is not None and params.contrastive_weight > 0
+    if job.enabled:  # each process its share of every epoch's shuffled order (set_epoch reshuffles)
+        sampler = DistributedSampler(train_inputs, num_replicas=job.world_size, rank=job.rank, shuffle=True,
+                                     seed=params.seed)
+        loader = DataLoader(train_inputs, sampler=sampler, batch_size=job.batch_size(params.batch_size), **loading)
+    else:
+        loader = DataLoader(train_inputs, shuffle=True, generator=generator, batch_size=params.batch_size, **loading)
+    val_loader = DataLoader(_Inputs(val, transforms, root, None, train_inputs.blank), shuffle=False,
+                            batch_size=params.batch_size, **loading)
+    # the unused-parameter search: a head whose modality dropout hid in a whole batch gets no gradient
+    step = DistributedDataParallel(_Step(model), device_ids=[device.index] if cuda else None,
+                                   find_unused_parameters=True) if job.enabled else _Step(model)
     history: list[dict[str, float]] = []
-    best: tuple[dict, dict[str, Weights], Features] = (copy.deepcopy(head.state_dict()), _weights(model), val.features)
-    best_epoch, best_loss = 0, probed.history[probed.best_epoch - 1]["val_loss"]
-    bar, start = progress(params.finetune_epochs, f"finetune {params.fusion}", "epoch"), time.perf_counter()
+    best: dict[str, Any] = {"head": copy.deepcopy(head.state_dict()), "encoders": _weights(model),
+                            "val_features": val.features, "epoch": 0,
+                            "loss": probed.history[probed.best_epoch - 1]["val_loss"]}
+    run = checkpoints.fingerprint(params, [*train.features.values(), *train.present.values(), train.target,
+                                           *val.features.values(), *val.present.values(), val.target],
+                                  extra=[train.ids, train.values, val.ids, val.values,
+                                         dataclasses.asdict(augment) if augment else None]) if checkpoint else ""
+    checkpoint = checkpoint if job.main else None
+    state = checkpoints.load(checkpoint, run) if checkpoint and resume else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        checkpoints.set_rng_state(streams, state["rng"])
+        history, best = state["history"], state["best"]
+    first = len(history) + 1
+    bar = progress(params.finetune_epochs, f"finetune {params.fusion}", "epoch") if job.main else tqdm(disable=True)
+    bar.update(first - 1)
+    start = time.perf_counter()
     # fixed-size inputs: let cuDNN pick its fastest kernels (bf16 numbers are not bit-stable anyway)
     with torch.backends.cudnn.flags(enabled=True, benchmark=cuda, deterministic=False, allow_tf32=cuda):
-        for epoch in range(1, params.finetune_epochs + 1):
+        for epoch in range(first, params.finetune_epochs + 1):
             train_inputs.epoch = epoch
-            model.train()
-            totals, count = {"train_loss": 0.0, "train_align_loss": 0.0}, 0
-            for inputs, index in loader:
-                batch = dict(zip(model.encoders, (t.to(device, non_blocking=True) for t in inputs)))
-                cached = {m: train.features[m][index].to(device) for m in head.modalities}
-                has = {m: train.present[m][index].to(device) for m in head.modalities}
-                present_ = drop_modalities(has, params.modality_dropout, dropping)
-                target = train.target[index].to(device)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-                    out = model(batch, cached, present_)
-                    loss = head.loss(out.log_probs, target, present_, params.label_smoothing)
-                    align_loss = head.alignment.loss(out.embeddings, has) if align else None
-                totals["train_loss"] += loss.item() * len(target)
-                if align_loss is not None:
-                    totals["train_align_loss"] += align_loss.item() * len(target)
-                    loss = loss + params.contrastive_weight * align_loss
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                count += len(target)
+            if job.enabled:
+                loader.sampler.set_epoch(epoch)
+            totals = job.sum(_train_epoch(step, model, optimizer, loader, train, params, dropping, device))
             scheduler.step()
-            val_features = _encode(model, val_loader, val, device)
-            served = copy.deepcopy(head)
-            served.fit_on_validation(predict(served, val_features, device, val.present).log_probs, val.target,
-                                     val.present)
-            val_lp = predict(served, val_features, device, val.present).log_probs
-            row: dict[str, float] = {"epoch": epoch, **{k: v / max(count, 1) for k, v in totals.items()}}
-            for name in (FUSED, *head.modalities):
-                suffix = "" if name == FUSED else f"_{name}"
-                rows = torch.ones_like(val.target, dtype=torch.bool) if name == FUSED else val.present[name].cpu()
-                row[f"val_loss{suffix}"] = float(F.nll_loss(val_lp[name][rows], val.target[rows]))
-                row[f"val_acc{suffix}"] = float((val_lp[name][rows].argmax(1) == val.target[rows]).float().mean())
+            served, val_features, scores = _validate(model, val_loader, val, device)
+            row = {"epoch": epoch, **{k: totals[k] / max(totals["samples"], 1) for k in ("train_loss", "train_align_loss")},
+                   **scores}
             history.append(row)
-            if row["val_loss"] < best_loss:
-                best, best_epoch, best_loss = (copy.deepcopy(served.state_dict()), _weights(model), val_features), \
-                    epoch, row["val_loss"]
+            if row["val_loss"] < best["loss"]:
+                best = {"head": copy.deepcopy(served.state_dict()), "encoders": _weights(model),
+                        "val_features": val_features, "epoch": epoch, "loss": row["val_loss"]}
+            if checkpoint:
+                checkpoints.save(checkpoint, {
+                    "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "rng": checkpoints.rng_state(streams), "history": history,
+                    "best": best}, run)
             bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_loss=f"{row['val_loss']:.3f}", refresh=False)
             bar.update(1)
     bar.close()
-    seconds = time.perf_counter() - start
-    log.info("finetune %s (%s): %d epochs in %.1f s (%.1f samples/s on %s); kept epoch %d (val loss %.4f; "
-             "the probed head's %.4f)", params.fusion, ", ".join(parts), params.finetune_epochs, seconds,
-             params.finetune_epochs * len(train.ids) / max(seconds, 1e-9), device, best_epoch, best_loss,
-             probed.history[probed.best_epoch - 1]["val_loss"])
-    head.load_state_dict(best[0])
+    job.check_in_sync(model)
+    seconds, ran = time.perf_counter() - start, params.finetune_epochs - first + 1
+    if job.main:
+        log.info("finetune %s (%s): %d epochs in %.1f s (%.1f samples/s on %s)%s%s; kept epoch %d (val loss %.4f; "
+                 "the probed head's %.4f)", params.fusion, ", ".join(parts), ran, seconds,
+                 ran * len(train.ids) / max(seconds, 1e-9), device,
+                 f", resumed after epoch {first - 1}" if first > 1 else "",
+                 f", {job.world_size} processes" if job.enabled else "", best["epoch"], best["loss"],
+                 probed.history[probed.best_epoch - 1]["val_loss"])
+    head.load_state_dict(best["head"])
     # calibrated like the frozen mode, on the validation features of the encoders kept
-    head.calibrate(predict(head, best[2], device, val.present).log_probs, val.target, val.present)
-    return FineTuned(model=head.cpu().eval(), encoders=best[1], best_epoch=best_epoch, history=history)
+    head.calibrate(predict(head, best["val_features"], device, val.present).log_probs, val.target, val.present)
+    return FineTuned(model=head.cpu().eval(), encoders=best["encoders"], best_epoch=best["epoch"], history=history)

@@ -151,3 +151,15 @@ def test_a_modality_alone_has_the_whole_share_even_where_its_fitted_weight_is_ze
     assert float(shares["image"][1]) == pytest.approx(0.0, abs=1e-6)
     assert float(shares["image"][1] + shares["text"][1]) == pytest.approx(float(fused[1]), abs=1e-6)
     assert torch.isnan(shares["text"][0]) and torch.isnan(shares["image"][2])
+
+
+def test_a_feature_constant_in_training_is_centred_not_blown_up_by_a_tiny_spread():
+    from mmops.models.fusion.parts import Standardise
+
+    train = torch.randn(50, 3)
+    train[:, 1] = 0.0  # a channel no training image activates
+    scale = Standardise(3)
+    scale.fit(train)
+    served = scale(torch.tensor([[0.0, 0.05, 0.0]]))  # an input that does activate it
+    assert served[0, 1] == pytest.approx(0.05)
+    assert scale(train)[:, [0, 2]].std(0, correction=0).tolist() == pytest.approx([1.0, 1.0], abs=1e-5)

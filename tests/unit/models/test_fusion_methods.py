@@ -67,6 +67,27 @@ def test_a_modality_alone_is_the_fused_path_with_the_others_masked(method):
 
 
 @pytest.mark.parametrize("method", METHODS)
+def test_a_calibrated_record_with_one_modality_is_answered_at_that_modalitys_temperature(method):
+    torch.manual_seed(0)  # initial weights whose fitted temperatures are all inside their bounds, and distinct
+    model, (features, present) = _model(method), _batch()
+    with torch.no_grad():
+        raw = model.log_probs(features, present)
+        # labels the untrained model gets two thirds right (random ones push the temperatures to their bounds)
+        target = (raw[FUSED].argmax(1) + (torch.arange(len(raw[FUSED])) % 3 == 0).long()) % 3
+        fitted = model.calibrate(raw, target, present)
+        out = model.log_probs(features, present)
+    assert fitted["image"] != pytest.approx(fitted[FUSED]) and fitted["text"] != pytest.approx(fitted[FUSED])
+    for m, other in (("image", "text"), ("text", "image")):
+        only = present[m] & ~present[other]
+        assert bool(only.any())
+        assert torch.allclose(out[FUSED][only], out[m][only], atol=1e-5), m  # the served answer is evaluate's
+    both = present["image"] & present["text"]
+    with model.uncalibrated(), torch.no_grad():
+        raw = model.log_probs(features, present)[FUSED]
+    assert torch.allclose(out[FUSED][both], torch.log_softmax(raw[both] / fitted[FUSED], -1), atol=1e-5)
+
+
+@pytest.mark.parametrize("method", METHODS)
 def test_the_checkpoint_rebuilds_each_method_with_its_options(method):
     model, (features, present) = _model(method, hidden_dim=6), _batch()
     ckpt = checkpoint(model, ["a", "b", "c"], epoch=3, encoders={}, modalities=[])

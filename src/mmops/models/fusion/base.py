@@ -88,16 +88,34 @@ class FusionModel(nn.Module, ABC):
         embeddings = self.embed(features)
         log_probs = self.answer(features, embeddings, present)
         if self.temperatures:
-            log_probs = {k: scaled(v, self.temperatures[k]) if k in self.temperatures else v for k, v in log_probs.items()}
+            log_probs = self._scaled(log_probs, present)
         return FusionOutput(log_probs, embeddings)
+
+    def _scaled(self, log_probs: dict[str, torch.Tensor], present: Mask) -> dict[str, torch.Tensor]:
+        """Each output at its temperature. A record with a single modality is that modality
+        alone (its fused answer is the masked path, `alone`): it takes that modality's
+        temperature, fitted for exactly that, not the one fitted on records that have them all."""
+        out = {k: scaled(v, self.temperatures[k]) if k in self.temperatures else v for k, v in log_probs.items()}
+        if FUSED not in out:
+            return out
+        count = torch.stack([present[m] for m in self.modalities]).sum(0)
+        for m in self.modalities:
+            only = present[m] & (count == 1)
+            if m in self.temperatures and bool(only.any()):
+                own = scaled(log_probs[FUSED], self.temperatures[m])
+                out[FUSED] = torch.where(only[:, None].to(own.device), own, out[FUSED])
+        return out
 
     def calibrate(self, outputs: dict[str, torch.Tensor], target: torch.Tensor, present: Mask) -> dict[str, float]:
         """Fit one temperature per output (`fused`, and each modality alone on the samples that
         have it) to uncalibrated validation `outputs` (made with no temperatures set), and use them
         from now on: in evaluate, explanations and serving alike. Returns them."""
         fitted = {}
+        # the fused temperature serves records with two modalities or more (`_scaled`)
+        several = torch.stack([present[m].cpu() for m in self.modalities]).sum(0) >= 2
         for name, log_probs in outputs.items():
-            rows = present[name].cpu() if name in present else torch.ones(len(target), dtype=torch.bool)
+            rows = present[name].cpu() if name in present else several if bool(several.any()) else \
+                torch.ones(len(target), dtype=torch.bool)
             if bool(rows.any()):
                 fitted[name] = fit_temperature(log_probs.cpu()[rows], target.cpu()[rows])
         self.temperatures = fitted

@@ -40,7 +40,12 @@ def classifier_mlp(in_dim: int, num_classes: int, *, hidden_dim: int, dropout: f
 
 class Standardise(nn.Module):
     """(x - mean) / std per feature, with the train split's statistics (`fit`), stored with the
-    model so serving standardises the same way."""
+    model so serving standardises the same way. A feature that (nearly) never varies in training,
+    such as a channel no training image activates, is centred and not scaled (scikit-learn's
+    StandardScaler does the same): dividing by its ~0 spread would turn the first input that does
+    activate it, at serving or from an encoder being fine-tuned, into a value in the millions."""
+
+    CONSTANT = 1e-4  # a spread below this is no spread (the image features' median is ~0.5)
 
     def __init__(self, dim: int) -> None:
         super().__init__()
@@ -50,7 +55,8 @@ class Standardise(nn.Module):
     @torch.no_grad()
     def fit(self, features: torch.Tensor) -> None:
         self.mean.copy_(features.mean(0))
-        self.std.copy_(features.std(0, correction=0).clamp_min(1e-6))
+        std = features.std(0, correction=0)
+        self.std.copy_(torch.where(std < self.CONSTANT, torch.ones_like(std), std))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return (features - self.mean) / self.std
