@@ -167,9 +167,27 @@ MUTATIONS = {
     ),
     "a modality's temperature is fitted on validation rows that lack it": (
         "src/mmops/models/fusion/base.py",
-        "rows = present[name].cpu() if name in present else torch.ones(len(target), dtype=torch.bool)",
-        "rows = torch.ones(len(target), dtype=torch.bool)",
+        "rows = present[name].cpu() if name in present else several",
+        "rows = torch.ones(len(target), dtype=torch.bool) if name in present else several",
         "tests/unit/models/test_temperature.py::test_each_modality_is_calibrated_on_the_validation_rows_that_have_it",
+    ),
+    "a record with one modality is served at the fused temperature": (
+        "src/mmops/models/fusion/base.py",
+        "if m in self.temperatures and bool(only.any()):",
+        "if False:",
+        "tests/unit/models/test_fusion_methods.py::test_a_calibrated_record_with_one_modality_is_answered_at_that_modalitys_temperature",
+    ),
+    "a feature constant in training is divided by its near-zero spread": (
+        "src/mmops/models/fusion/parts.py",
+        "torch.where(std < self.CONSTANT, torch.ones_like(std), std)",
+        "std.clamp_min(1e-6)",
+        "tests/unit/models/test_fusion.py::test_a_feature_constant_in_training_is_centred_not_blown_up_by_a_tiny_spread",
+    ),
+    "a resumed fine-tuning run does not restore its random streams": (
+        "src/mmops/training/finetune.py",
+        "        checkpoints.set_rng_state(streams, state[\"rng\"])\n",
+        "",
+        "tests/unit/training/test_finetune.py::test_a_fine_tuning_run_killed_mid_way_and_resumed_ends_as_the_uninterrupted_run",
     ),
     "the fusion regret compares a modality with fused on every row, not the rows that have it": (
         "src/mmops/evaluation/shift.py",
