@@ -17,9 +17,16 @@ Two ways to ask it:
   with a 95% interval from resampling the groups (the gate's cluster bootstrap). With nearly
   6 times as many scored rows as the test split, this is the comparison to choose by.
 
+`--hide MODALITY:SHARE` asks it of records that lack one: that modality is masked on a seeded
+share of the scored rows (training is unchanged), as a record without it is served. A pair is
+then what a model of those two would answer, on every row that has either (where `--hide
+text:0.5` drops the caption, `image-text` answers from the picture alone), so "fused − best
+pair" is what the third modality adds where a caption is missing.
+
     make run DATASET=tuxpaint                               # once: the features
     .venv/bin/python bench/three_modalities.py              # about 3 minutes on 2 CPU cores
     .venv/bin/python bench/three_modalities.py --folds 5   # about 4 minutes
+    .venv/bin/python bench/three_modalities.py --folds 5 --hide text:0.5 --methods late trust
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ from mmops.evaluation.bootstrap import Resampler, interval
 from mmops.evaluation.crossval import grouped_folds, pool, take
 from mmops.models.fusion import FUSED, FUSIONS
 from mmops.models.fusion.parts import subsets
-from mmops.models.predict import predict, predict_subsets
+from mmops.models.predict import predict
 from mmops.stages.model import features_by_split
 from mmops.training.train import fit
 
@@ -46,12 +53,34 @@ CPU = torch.device("cpu")
 POOLED = ("train", "val")  # what cross-validation folds; the test split is never seen
 
 
-def answers(model, split: dict) -> dict[str, np.ndarray]:
-    """The model's answer per row: fused, each pair and each modality alone (-1 on the rows
-    without the pair or the modality)."""
-    out, rows = predict_subsets(model, split["features"], CPU, split["present"])
-    return {name: np.where(rows[name].numpy(), lp.argmax(1).numpy(), -1) if name in rows else lp.argmax(1).numpy()
-            for name, lp in out.log_probs.items()}
+def answers(model, split: dict, either: bool = False) -> dict[str, np.ndarray]:
+    """The model's answer per row: fused, each pair and each modality alone, each through the
+    fused path with every other modality masked, on the rows that have all of them (with
+    `either`, any of them: what a model of only those would answer); -1 on the others."""
+    features, present = split["features"], split["present"]
+    got = {FUSED: predict(model, features, CPU, present).log_probs[FUSED].argmax(1).numpy()}
+    for name, chosen in {**subsets(model.modalities), **{m: (m,) for m in model.modalities}}.items():
+        stacked = torch.stack([present[m] for m in chosen])
+        has = stacked.any(0) if either else stacked.all(0)
+        answer = np.full(len(has), -1)
+        if bool(has.any()):
+            rows = {m: f[has] for m, f in features.items()}
+            masks = {m: present[m][has] if m in chosen else torch.zeros(int(has.sum()), dtype=torch.bool)
+                     for m in present}
+            answer[has.numpy()] = predict(model, rows, CPU, masks).log_probs[FUSED].argmax(1).numpy()
+        got[name] = answer
+    return got
+
+
+def hide(split: dict, hidden: tuple[str, float] | None, seed: int = 0) -> dict:
+    """`split` with one modality hidden on a seeded share of its rows (`--hide text:0.5`: half
+    the captions missing), as a record that lacks it is served; the features stay."""
+    if hidden is None:
+        return split
+    modality, share = hidden
+    lost = torch.rand(len(split["target"]), generator=torch.Generator().manual_seed(seed)) < share
+    present = {**split["present"], modality: split["present"][modality] & ~lost}
+    return {**split, "present": present}
 
 
 def on_test_split(args, params, data, methods) -> None:
@@ -68,7 +97,7 @@ def on_test_split(args, params, data, methods) -> None:
             model = fit(tr["features"], tr["target"], va["features"], va["target"], classes,
                         dataclasses.replace(train, seed=seed), CPU, tr["present"], va["present"]).model
             val = predict(model, va["features"], CPU, va["present"]).log_probs[FUSED]
-            got = answers(model, te)
+            got = answers(model, hide(te, args.hide), either=args.hide is not None)
             row = {"val loss": float(F.nll_loss(val, va["target"])), "fused F1": f1_score(y, got[FUSED], average="macro")}
             for column, answer in got.items():
                 has = answer >= 0
@@ -97,7 +126,8 @@ def cross_validated(args, params, data, frame, methods) -> None:
                 tr, va = take(everything, fold.train), take(everything, fold.val)
                 model = fit(tr["features"], tr["target"], va["features"], va["target"], classes,
                             dataclasses.replace(train, seed=seed), CPU, tr["present"], va["present"]).model
-                for column, answer in answers(model, take(everything, fold.test)).items():
+                scored = hide(take(everything, fold.test), args.hide)
+                for column, answer in answers(model, scored, either=args.hide is not None).items():
                     got[column][fold.test] = answer
             scores = {c: float(np.mean(a[a >= 0] == y[a >= 0])) for c, a in got.items()}
             scores["fused F1"] = f1_score(y, got[FUSED], average="macro")
@@ -128,7 +158,12 @@ def main() -> None:
                         help="training seeds (default: 0 1 2 on the test split, 0 with --folds)")
     parser.add_argument("--folds", type=int, default=0, help="grouped cross-validation over the train and val rows (0: off)")
     parser.add_argument("--fold-seed", type=int, default=0)
+    parser.add_argument("--hide", default=None, metavar="MODALITY:SHARE",
+                        help="score with that modality missing on a seeded share of the scored rows (e.g. text:0.5)")
     args = parser.parse_args()
+    if args.hide:
+        modality, share = args.hide.split(":")
+        args.hide = (modality, float(share))
     args.seeds = args.seeds or ([0] if args.folds else [0, 1, 2])
     params, layout = load_params(Path(args.params)), Layout(Path(args.artifacts))
     _, data, frame = features_by_split(params, layout)
