@@ -78,7 +78,9 @@ def hide(split: dict, hidden: tuple[str, float] | None, seed: int = 0) -> dict:
     if hidden is None:
         return split
     modality, share = hidden
-    lost = torch.rand(len(split["target"]), generator=torch.Generator().manual_seed(seed)) < share
+    others = torch.stack([p for m, p in split["present"].items() if m != modality]).any(0)
+    # never a row's last modality: a record with none is no request
+    lost = (torch.rand(len(split["target"]), generator=torch.Generator().manual_seed(seed)) < share) & others
     present = {**split["present"], modality: split["present"][modality] & ~lost}
     return {**split, "present": present}
 
@@ -162,7 +164,9 @@ def main() -> None:
                         help="score with that modality missing on a seeded share of the scored rows (e.g. text:0.5)")
     args = parser.parse_args()
     if args.hide:
-        modality, share = args.hide.split(":")
+        modality, _, share = args.hide.partition(":")
+        if not share:
+            parser.error("--hide takes MODALITY:SHARE, e.g. text:0.5")
         args.hide = (modality, float(share))
     args.seeds = args.seeds or ([0] if args.folds else [0, 1, 2])
     params, layout = load_params(Path(args.params)), Layout(Path(args.artifacts))

@@ -183,6 +183,12 @@ MUTATIONS = {
         "std.clamp_min(1e-6)",
         "tests/unit/models/test_fusion.py::test_a_feature_constant_in_training_is_centred_not_blown_up_by_a_tiny_spread",
     ),
+    "fine-tuning ignores --resume and starts afresh": (
+        "src/mmops/training/finetune.py",
+        "state = checkpoints.load(checkpoint, run) if checkpoint and resume else None",
+        "state = None",
+        "tests/unit/training/test_finetune.py::test_a_fine_tuning_run_killed_mid_way_and_resumed_ends_as_the_uninterrupted_run",
+    ),
     "a resumed fine-tuning run does not restore its random streams": (
         "src/mmops/training/finetune.py",
         "        checkpoints.set_rng_state(streams, state[\"rng\"])\n",

@@ -207,7 +207,8 @@ def fit_finetune(train: Split, val: Split, tuned: list[Modality], num_classes: i
     With `checkpoint`, every fine-tuned epoch's whole state (head, encoders, optimiser,
     scheduler, random streams, the best epoch so far with its encoders) is written there; with
     `resume` too, a killed run continues after its last epoch (the probe, seconds, is trained
-    again: the same seed gives the same head) and ends as the uninterrupted run would have.
+    again: the same seed gives the same head) and ends as the uninterrupted run would have (bit
+    for bit on the CPU; on CUDA, bf16 and cuDNN autotuning are not bit-stable).
 
     Under torchrun (`job`), the probe and every epoch are data-parallel (each process its share
     of every batch, DistributedDataParallel averaging the gradients); each process encodes the
@@ -249,7 +250,9 @@ def fit_finetune(train: Split, val: Split, tuned: list[Modality], num_classes: i
     run = checkpoints.fingerprint(params, [*train.features.values(), *train.present.values(), train.target,
                                            *val.features.values(), *val.present.values(), val.target],
                                   extra=[train.ids, train.values, val.ids, val.values,
-                                         dataclasses.asdict(augment) if augment else None]) if checkpoint else ""
+                                         dataclasses.asdict(augment) if augment else None,
+                                         {"processes": job.world_size}]) \
+        if checkpoint and job.main else ""
     checkpoint = checkpoint if job.main else None
     state = checkpoints.load(checkpoint, run) if checkpoint and resume else None
     if state is not None:

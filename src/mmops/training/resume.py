@@ -31,7 +31,8 @@ def fingerprint(params: TrainParams, tensors: list[torch.Tensor], extra: Any = N
     (anything else, as JSON: fine-tuning's raw inputs and augmentation). A checkpoint resumes
     only the run that has the same fingerprint."""
     digest = hashlib.sha256(json.dumps(dataclasses.asdict(params), sort_keys=True, default=str).encode())
-    digest.update(json.dumps(extra, sort_keys=True, default=str).encode())
+    if extra is not None:
+        digest.update(json.dumps(extra, sort_keys=True, default=str).encode())
     for tensor in tensors:
         digest.update(str((tensor.dtype, tuple(tensor.shape))).encode())
         digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())

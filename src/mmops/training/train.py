@@ -159,8 +159,10 @@ def fit(
     history: list[dict[str, float]] = []
     best_state, best_epoch, best_loss = None, 0, float("inf")
     streams = {"data": generator, "dropping": dropping}
+    # the process count too: a multi-process run's checkpoint is not this one's to continue
     run = checkpoints.fingerprint(params, [*train.values(), *present_train.values(), y_train, *val.values(),
-                                           *present_val.values(), y_val]) if checkpoint else ""
+                                           *present_val.values(), y_val], extra={"processes": job.world_size}) \
+        if checkpoint and job.main else ""
     checkpoint = checkpoint if job.main else None
     state = checkpoints.load(checkpoint, run) if checkpoint and resume else None
     if state is not None:

@@ -9,6 +9,7 @@ import torch
 from mmops.models.checkpoint import checkpoint, model_from_checkpoint
 from mmops.models.fusion import FUSED, FUSIONS, build_fusion, fusion_options
 from mmops.models.fusion.parts import alone
+from mmops.models.temperature import fit_temperature
 from mmops.training.train import drop_modalities
 
 METHODS = sorted(FUSIONS)
@@ -85,6 +86,8 @@ def test_a_calibrated_record_with_one_modality_is_answered_at_that_modalitys_tem
     with model.uncalibrated(), torch.no_grad():
         raw = model.log_probs(features, present)[FUSED]
     assert torch.allclose(out[FUSED][both], torch.log_softmax(raw[both] / fitted[FUSED], -1), atol=1e-5)
+    # ...fitted on the records with both: the single-modality ones have temperatures of their own
+    assert fitted[FUSED] == pytest.approx(fit_temperature(raw[both], target[both]))
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -175,7 +175,14 @@ def test_a_fine_tuning_run_killed_mid_way_and_resumed_ends_as_the_uninterrupted_
             stages.train(params, layout, device="cpu")
     assert artifacts.load_torch(layout.train_checkpoint)["epoch"] == 1
     torch.manual_seed(1234)  # a new process: torch's global stream is not where the killed run left it
-    stages.train(params, layout, device="cpu", resume=True)
+    trained = []
+    with monkeypatch.context() as patch:
+        from mmops.training import finetune
+
+        real = finetune._train_epoch
+        patch.setattr(finetune, "_train_epoch", lambda *args: trained.append(1) or real(*args))
+        stages.train(params, layout, device="cpu", resume=True)
+    assert len(trained) == 2  # epochs 2 and 3: it continued, it did not start afresh
     resumed = artifacts.load_torch(layout.model)
     pd.testing.assert_frame_equal(pd.read_csv(layout.history), whole_history)
     assert resumed["epoch"] == whole["epoch"]
