@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,30 @@ class Dist:
         dist.all_reduce(spread, op=dist.ReduceOp.MAX)  # (max, -min) of the checksums
         if float(spread[0] + spread[1]) != 0.0:
             raise RuntimeError(f"the {self.world_size} training processes ended with different weights")
+
+
+class Step(torch.nn.Module):
+    """One training forward of `model`, the alignment loss included: DistributedDataParallel
+    must see every parameter a step uses inside the forward it wraps. `model` has an
+    `alignment` (None, or a module whose `loss` takes the output's embeddings and the masks of
+    the modalities each sample really has)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, *inputs: Any, has: dict[str, torch.Tensor], align: bool) -> tuple[Any, torch.Tensor | None]:
+        out = self.model(*inputs)
+        return out, self.model.alignment.loss(out.embeddings, has) if align else None
+
+
+def training_step(model: torch.nn.Module, job: Dist, device: torch.device) -> torch.nn.Module:
+    """`Step(model)`, wrapped in DistributedDataParallel when `job` has several processes."""
+    if not job.enabled:
+        return Step(model)
+    # the unused-parameter search: a head whose modality dropout hid in a whole batch gets no gradient
+    return DistributedDataParallel(Step(model), device_ids=[device.index] if device.type == "cuda" else None,
+                                   find_unused_parameters=True)
 
 
 @contextmanager

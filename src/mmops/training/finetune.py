@@ -28,7 +28,6 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
@@ -39,7 +38,7 @@ from mmops.models.fusion import FUSED, Features, FusionModel, Mask
 from mmops.models.predict import predict
 from mmops.progress import progress
 from mmops.training import resume as checkpoints
-from mmops.training.distributed import Dist
+from mmops.training.distributed import Dist, training_step
 from mmops.training.train import OPTIMIZERS, drop_modalities, fit, seed_everything
 
 log = logging.getLogger(__name__)
@@ -111,6 +110,10 @@ class Tuned(nn.Module):
     def forward(self, inputs: dict[str, torch.Tensor], cached: Features, present_: Mask) -> Any:
         return self.head(self.features(inputs, cached), present_)
 
+    @property
+    def alignment(self) -> nn.Module | None:
+        return self.head.alignment
+
     def train(self, mode: bool = True) -> Tuned:
         # The encoders compute as in inference, only their weights learn: BatchNorm keeps its
         # pretrained statistics, and EfficientNet's stochastic depth stays off (the probed head
@@ -118,20 +121,6 @@ class Tuned(nn.Module):
         super().train(mode)
         self.encoders.eval()
         return self
-
-
-class _Step(nn.Module):
-    """One fine-tuning forward, the alignment loss included: DistributedDataParallel must see
-    every parameter a step uses inside the forward it wraps."""
-
-    def __init__(self, model: Tuned) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, inputs: dict[str, torch.Tensor], cached: Features, present_: Mask, has: Mask,
-                align: bool) -> tuple[Any, torch.Tensor | None]:
-        out = self.model(inputs, cached, present_)
-        return out, self.model.head.alignment.loss(out.embeddings, has) if align else None
 
 
 def _encode(model: Tuned, loader: DataLoader, split: Split, device: torch.device) -> Features:
@@ -151,7 +140,7 @@ def _weights(model: Tuned) -> dict[str, Weights]:
 
 def _train_epoch(step: nn.Module, model: Tuned, optimizer: torch.optim.Optimizer, loader: DataLoader, train: Split,
                  params: TrainParams, dropping: torch.Generator, device: torch.device) -> dict[str, float]:
-    """One pass over `loader` through `step` (`_Step(model)` or its DDP wrapper): the label loss on
+    """One pass over `loader` through `step` (`training_step(model, ...)`): the label loss on
     masks hit by modality dropout, plus `params.contrastive_weight` times the alignment loss.
     Loss sums and the sample count (a process's share, under torchrun)."""
     head, cuda = model.head, device.type == "cuda"
@@ -165,7 +154,7 @@ def _train_epoch(step: nn.Module, model: Tuned, optimizer: torch.optim.Optimizer
         present_ = drop_modalities(has, params.modality_dropout, dropping)
         target = train.target[index].to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-            out, align_loss = step(batch, cached, present_, has, align)
+            out, align_loss = step(batch, cached, present_, has=has, align=align)
             loss = head.loss(out.log_probs, target, present_, params.label_smoothing)
         totals["train_loss"] += loss.item() * len(target)
         if align_loss is not None:
@@ -240,9 +229,7 @@ def fit_finetune(train: Split, val: Split, tuned: list[Modality], num_classes: i
         loader = DataLoader(train_inputs, shuffle=True, generator=generator, batch_size=params.batch_size, **loading)
     val_loader = DataLoader(_Inputs(val, transforms, root, None, train_inputs.blank), shuffle=False,
                             batch_size=params.batch_size, **loading)
-    # the unused-parameter search: a head whose modality dropout hid in a whole batch gets no gradient
-    step = DistributedDataParallel(_Step(model), device_ids=[device.index] if cuda else None,
-                                   find_unused_parameters=True) if job.enabled else _Step(model)
+    step = training_step(model, job, device)
     history: list[dict[str, float]] = []
     best: dict[str, Any] = {"head": copy.deepcopy(head.state_dict()), "encoders": _weights(model),
                             "val_features": val.features, "epoch": 0,

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import torch
 from torch.nn import functional as F
-from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 from tqdm import tqdm
 
@@ -22,7 +21,7 @@ from mmops.models.fusion import FUSED, Features, FusionModel, Mask, all_present,
 from mmops.models.predict import predict
 from mmops.progress import progress
 from mmops.training import resume as checkpoints
-from mmops.training.distributed import Dist
+from mmops.training.distributed import Dist, Step, training_step
 
 log = logging.getLogger(__name__)
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
@@ -69,28 +68,15 @@ def drop_modalities(present: Mask, rate: float, generator: torch.Generator) -> M
     return {m: kept[:, i].to(present[m].device) for i, m in enumerate(names)}
 
 
-class TrainStep(torch.nn.Module):
-    """One training forward, the alignment loss included: DistributedDataParallel must see every
-    parameter a step uses inside the forward it wraps."""
-
-    def __init__(self, model: FusionModel) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, batch: Features, present: Mask, has: Mask, align: bool) -> tuple[Any, torch.Tensor | None]:
-        out = self.model(batch, present)
-        return out, self.model.alignment.loss(out.embeddings, has) if align else None
-
-
 def train_one_epoch(model: FusionModel, optimizer: torch.optim.Optimizer, loader: DataLoader,
                     device: torch.device, params: TrainParams, generator: torch.Generator,
                     forward: torch.nn.Module | None = None) -> dict[str, float]:
     """One pass over `loader`: the model's label loss (with `params.label_smoothing`, on masks
     hit by modality dropout drawn from `generator`), plus `params.contrastive_weight` times the
     alignment loss (on the modalities each sample really has). Mean losses per sample.
-    `forward` is what runs the batch: `TrainStep(model)`, or its DDP wrapper."""
+    `forward` is what runs the batch: `training_step(model, ...)`."""
     model.train()
-    forward = forward or TrainStep(model)
+    forward = forward or Step(model)
     align = model.alignment is not None and params.contrastive_weight > 0
     m = len(model.modalities)
     totals, count = {"train_loss": 0.0, "train_align_loss": 0.0}, 0
@@ -100,7 +86,7 @@ def train_one_epoch(model: FusionModel, optimizer: torch.optim.Optimizer, loader
         has = dict(zip(model.modalities, tensors[m:]))
         present = drop_modalities(has, params.modality_dropout, generator)
         target = target.to(device, non_blocking=True)
-        out, align_loss = forward(batch, present, has, align)
+        out, align_loss = forward(batch, present, has=has, align=align)
         loss = model.loss(out.log_probs, target, present, params.label_smoothing)
         totals["train_loss"] += loss.item() * len(target)
         if align_loss is not None:
@@ -151,9 +137,7 @@ def fit(
     model.to(device)
     loader = _loader(model.modalities, train, present_train, y_train, batch_size=params.batch_size,
                      generator=generator, device=device, job=job, seed=params.seed)
-    # the unused-parameter search: a head whose modality dropout hid in a whole batch gets no gradient
-    forward = DistributedDataParallel(TrainStep(model), device_ids=[device.index] if device.type == "cuda" else None,
-                                      find_unused_parameters=True) if job.enabled else TrainStep(model)
+    forward = training_step(model, job, device)
     optimizer = OPTIMIZERS[params.optimizer](model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(params.epochs, 1))
     history: list[dict[str, float]] = []
