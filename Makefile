@@ -52,12 +52,14 @@ $(STAMP): pyproject.toml constraints.txt
 	$(VENV)/bin/pip check
 	touch $@
 
-# The sample (data/, data.dvc), the Twitter shift set (shift/twitter/, shift/twitter.dvc) and the
+# The sample (data/, data.dvc), the Twitter shift set (shift/twitter/, shift/twitter.dvc),
+# OpenMoji's drawings of the same emoji to train on (styles/openmoji/, styles/openmoji.dvc) and the
 # three-modality sample (datasets/tuxpaint/, datasets/tuxpaint.dvc; a 161 MB Debian package,
 # kept in .cache/apt): all in the DVC cache, so `dvc status` is clean after `make run`.
 data: install
 	mmops sample
 	mmops sample --vendor twitter
+	mmops sample --vendor openmoji
 	@if command -v apt-get >/dev/null; then mmops sample --dataset tuxpaint; \
 	else echo "no apt-get: datasets/tuxpaint not built (README: the three-modality sample, --deb)"; fi
 

@@ -216,7 +216,8 @@ MUTATIONS = {
 }
 
 COPIED = ("src", "tests", "params.yaml", "dvc.yaml", "data.dvc", "constraints.txt", "pyproject.toml",
-          ".gitignore", "Makefile", "Dockerfile", ".dockerignore", "flows", "prefect.yaml", "shift/twitter.dvc")
+          ".gitignore", "Makefile", "Dockerfile", ".dockerignore", "flows", "prefect.yaml", "shift/twitter.dvc",
+          "styles/openmoji.dvc")
 
 
 def copy_repo(workdir: Path) -> Path:

@@ -42,7 +42,7 @@ def _stage(args: argparse.Namespace) -> int:
 
 
 def _sample(args: argparse.Namespace) -> int:
-    from mmops.data.sample import DEFAULT_VENDOR, build_vendor_sample, ensure_sample
+    from mmops.data.sample import DEFAULT_VENDOR, build_vendor_sample, ensure_sample, vendor_of
 
     if args.dataset == "tuxpaint":
         from mmops.data.tuxpaint import MIN_PER_CLASS, ensure_tuxpaint
@@ -54,7 +54,7 @@ def _sample(args: argparse.Namespace) -> int:
     args.cache = args.cache or ".cache/npm"
 
     if args.vendor != DEFAULT_VENDOR or args.out:
-        out = Path(args.out or f"shift/{args.vendor}")  # shift/twitter.dvc versions the Twitter set
+        out = Path(args.out or vendor_of(args.vendor).folder)  # shift/twitter.dvc versions the Twitter set
         print(build_vendor_sample(args.vendor, out, Path(args.cache), data_dir=Path(args.data)))
         return 0
     print(ensure_sample(Path(args.data), Path(args.cache), dvc_file=Path(args.dvc_file)))
@@ -259,7 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--min-per-class", type=int, default=None,
                         help="tuxpaint: drop the categories with fewer stamps than this (15)")
     sample.add_argument("--dvc-file", default="data.dvc")
-    sample.add_argument("--vendor", default="google", help="whose emoji art: google (data/) or twitter")
+    sample.add_argument("--vendor", default="google", help="whose emoji art: google (data/), twitter "
+                        "(shift/twitter, a shift set) or openmoji (styles/openmoji, drawings to train on)")
     sample.add_argument("--out", default=None, help="a folder outside data/ for another vendor's sample "
                         "(default shift/<vendor>, checked against shift/<vendor>.dvc)")
     sample.set_defaults(func=_sample)

@@ -70,3 +70,35 @@ def test_building_into_an_existing_folder_is_refused(tmp_path: Path):
     (tmp_path / "data").mkdir()
     with pytest.raises(FileExistsError):
         sample.build_sample(tmp_path / "unused.tgz", tmp_path / "data")
+
+
+def test_openmoji_file_names_drop_the_variation_selectors_openmoji_leaves_out():
+    names = {"package/color/svg/2764.svg", "package/color/svg/0023-FE0F-20E3.svg"}
+    assert sample._svg_name("2764-FE0F", names, "package/color/svg/") == "package/color/svg/2764.svg"
+    assert sample._svg_name("0023-FE0F-20E3", names, "package/color/svg/") == "package/color/svg/0023-FE0F-20E3.svg"
+    assert sample._svg_name("1F600", names, "package/color/svg/") is None
+
+
+@pytest.mark.slow
+def test_openmoji_sample_lines_up_with_the_default_one_and_matches_its_dvc_file(sample_dir: Path, tmp_path: Path):
+    """Same rows, names and categories as data/, OpenMoji's picture at the sample's 64 px, and
+    the bytes styles/openmoji.dvc records (rendering does not depend on the machine)."""
+    cache = REPO / ".cache" / "npm"
+    out = tmp_path / "openmoji"
+    sample.build_sample(sample.fetch_package(cache, "openmoji"), out, "openmoji", entries_from=sample.fetch_package(cache))
+    read = lambda folder: pd.read_csv(folder / "metadata.csv", dtype=str, keep_default_na=False)  # noqa: E731
+    drawn, default = read(out), read(sample_dir)
+    assert len(drawn) == len(default) == 1906
+    assert drawn.equals(default)  # OpenMoji draws every emoji of the sample; the file names are data/'s
+    assert not filecmp.cmp(out / drawn["image"][0], sample_dir / default["image"][0], shallow=False)
+    from PIL import Image
+    assert {Image.open(out / p).size for p in drawn["image"]} == {(64, 64)}
+    subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "add", "-q", "openmoji"], cwd=tmp_path, check=True)
+    built = yaml.safe_load((tmp_path / "openmoji.dvc").read_text())["outs"][0]["md5"]
+    assert built == yaml.safe_load((REPO / "styles" / "openmoji.dvc").read_text())["outs"][0]["md5"]
+
+
+def test_an_svg_vendor_needs_the_default_vendors_rows(tmp_path: Path):
+    with pytest.raises(ValueError, match="entries_from"):
+        sample.build_sample(tmp_path / "unused.tgz", tmp_path / "openmoji", "openmoji")

@@ -14,6 +14,13 @@ samples line up row for row (same sample_id, text and label; only the picture di
   `build_vendor_sample` into its own folder, never into `data/`): package MIT, Twemoji images
   CC BY 4.0 (Twitter, Inc and other contributors; https://github.com/jdecked/twemoji/blob/v15.0.2/LICENSE-GRAPHICS).
 
+- `openmoji` (the npm package `openmoji`, a third art style for training: its drawings of the
+  sample's training emoji can join fine-tuning, `augment.drawings`): OpenMoji's SVGs rendered
+  at 64 px with resvg (no system library, fonts off, so the bytes are the same everywhere);
+  rows, names and categories are the default vendor's, the picture OpenMoji's; an emoji OpenMoji
+  has not drawn is left out. Graphics CC BY-SA 4.0 (OpenMoji, HfG Schwäbisch Gmünd,
+  https://openmoji.org).
+
 Apple's images are not licensed for commercial use and Facebook's licence is unclear: neither
 is offered.
 """
@@ -32,6 +39,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from mmops.data.tuxpaint import render_svg
 from mmops.data.versioning import build_beside_dvc_file, commit_if_matching
 
 VERSION = "16.0.0"
@@ -42,23 +50,28 @@ MANIFEST_COLUMNS = ("sample_id", "image", "text", "label")
 @dataclass(frozen=True)
 class Vendor:
     """One vendor's emoji art: its npm package (pinned by the published integrity of the
-    tarball, `npm view <package>@<version> dist.integrity`) and where its 64 px images sit."""
+    tarball, `npm view <package>@<version> dist.integrity`) and where its art sits in it: an
+    emoji-datasource package's 64 px PNGs, or (`svg`) OpenMoji's drawings, one SVG per code point."""
 
     name: str
     integrity: str
     licence: str
+    npm: str = ""              # the npm package; emoji-datasource-<name> when empty
+    version: str = VERSION
+    svg: bool = False
+    folder: str = ""           # where `mmops sample --vendor <name>` builds it (the default vendor: data/)
 
     @property
     def package(self) -> str:
-        return f"emoji-datasource-{self.name}"
+        return self.npm or f"emoji-datasource-{self.name}"
 
     @property
     def tarball(self) -> str:
-        return f"{self.package}-{VERSION}.tgz"
+        return f"{self.package}-{self.version}.tgz"
 
     @property
     def image_dir(self) -> str:
-        return f"package/img/{self.name}/64/"
+        return "package/color/svg/" if self.svg else f"package/img/{self.name}/64/"
 
     @property
     def flag(self) -> str:
@@ -70,7 +83,10 @@ VENDORS: dict[str, Vendor] = {v.name: v for v in (
     Vendor("google", "sha512-ZRexfzs7MVoLnmzZmNsO4TKhnAJp5D++Vm6PpUpH/jEQQlemp3l88CjZ+DoZ2faM9R4QxZkOPJCoT8DlPhfQ3A==",
            "package MIT, Noto images Apache-2.0"),
     Vendor("twitter", "sha512-7F+uCuHH+7Qnrc15P5tnbvKkg9E6tlzi4MnT2uW1RlN4pLYTza6cP/dstIfSDMtpjFLWuZewWg8jBbuL2eyELQ==",
-           "package MIT, Twemoji images CC BY 4.0"),
+           "package MIT, Twemoji images CC BY 4.0", folder="shift/twitter"),
+    Vendor("openmoji", "sha512-EBnYrNGdcdw+OSXmENeNE1yBNRu6tOraTmoOyUbJkTmvT/+XETp8RZLSJFzD3lrPc5N9CzsyPnRTk0Vp4UaI9w==",
+           "OpenMoji graphics CC BY-SA 4.0", npm="openmoji", version="17.0.0", svg=True,
+           folder="styles/openmoji"),
 )}
 DEFAULT_VENDOR = "google"
 
@@ -108,7 +124,7 @@ def fetch_package(cache_dir: Path, vendor: str = DEFAULT_VENDOR) -> Path:
             raise RuntimeError("npm is needed to fetch the sample dataset; install Node.js and npm")
         with tempfile.TemporaryDirectory(dir=cache_dir) as tmp:
             subprocess.run(
-                ["npm", "pack", f"{spec.package}@{VERSION}", "--pack-destination", tmp, "--silent"],
+                ["npm", "pack", f"{spec.package}@{spec.version}", "--pack-destination", tmp, "--silent"],
                 check=True, stdout=subprocess.DEVNULL,
             )
             (Path(tmp) / spec.tarball).replace(tarball)
@@ -139,27 +155,51 @@ def select_entries(emoji: list[dict], vendor: str = DEFAULT_VENDOR) -> list[dict
     return sorted(chosen, key=lambda e: (e["sort_order"], e["unified"]))
 
 
-def build_sample(tarball: Path, out_dir: Path, vendor: str = DEFAULT_VENDOR) -> int:
+def _svg_name(unified: str, names: set[str], image_dir: str) -> str | None:
+    """OpenMoji's file for an emoji-datasource code point sequence: OpenMoji drops some of the
+    variation selectors (FE0F) that emoji-datasource keeps."""
+    for candidate in (unified, unified.replace("-FE0F", "")):
+        if (name := f"{image_dir}{candidate}.svg") in names:
+            return name
+    return None
+
+
+def build_sample(tarball: Path, out_dir: Path, vendor: str = DEFAULT_VENDOR, entries_from: Path | None = None) -> int:
     """Write the sample (`metadata.csv` + `images/`) of the vendor's package `tarball` into
     `out_dir`, which must not exist yet. The folder appears whole or not at all. Returns the
-    number of samples."""
+    number of samples. An SVG vendor's rows come from the default vendor's package
+    `entries_from` (its pictures rendered at 64 px, named as the default vendor's are)."""
     spec = vendor_of(vendor)
     out_dir = Path(out_dir)
     if out_dir.exists():
         raise FileExistsError(f"{out_dir} already exists; the sample is only built into a new folder")
+    if spec.svg and entries_from is None:
+        raise ValueError(f"the {vendor} sample takes its rows from the {DEFAULT_VENDOR} package: pass entries_from")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        with tarfile.open(tarball, "r:gz") as tar:
+        with tarfile.open(entries_from or tarball, "r:gz") as tar:
             emoji = json.load(tar.extractfile("package/emoji.json"))
-            entries = select_entries(emoji, vendor)
-            wanted = {spec.image_dir + e["image"] for e in entries}
-            (staging / "images").mkdir()
-            for member in tar:
-                if member.name in wanted and member.isfile():
-                    data = tar.extractfile(member).read()
-                    (staging / "images" / Path(member.name).name).write_bytes(data)
-                    wanted.discard(member.name)
+        (staging / "images").mkdir()
+        with tarfile.open(tarball, "r:gz") as tar:
+            if spec.svg:
+                members = {m.name: m for m in tar if m.isfile() and m.name.startswith(spec.image_dir)}
+                entries, wanted = [], {}
+                for e in select_entries(emoji, DEFAULT_VENDOR):
+                    if (name := _svg_name(e["unified"], set(members), spec.image_dir)) is not None:
+                        entries.append(e)
+                        wanted[name] = e["image"]
+                for name, image in wanted.items():  # OpenMoji draws on 72 px: zoomed out to the sample's 64
+                    (staging / "images" / image).write_bytes(render_svg(tar.extractfile(members[name]).read(), 64))
+                wanted = {}
+            else:
+                entries = select_entries(emoji, vendor)
+                wanted = {spec.image_dir + e["image"] for e in entries}
+                for member in tar:
+                    if member.name in wanted and member.isfile():
+                        data = tar.extractfile(member).read()
+                        (staging / "images" / Path(member.name).name).write_bytes(data)
+                        wanted.discard(member.name)
         if wanted:
             raise RuntimeError(f"{tarball}: images missing from the package: {sorted(wanted)[:5]}")
         buffer = io.StringIO()
@@ -188,8 +228,9 @@ def build_vendor_sample(vendor: str, out_dir: Path, cache_dir: Path, data_dir: P
                          "into a folder of its own (e.g. shift/twitter)")
 
     def build() -> str:
-        count = build_sample(fetch_package(cache_dir, vendor), out_dir, vendor)
-        return f"{count} samples of {spec.package}@{VERSION} ({spec.licence})"
+        entries = fetch_package(cache_dir, DEFAULT_VENDOR) if spec.svg else None
+        count = build_sample(fetch_package(cache_dir, vendor), out_dir, vendor, entries_from=entries)
+        return f"{count} samples of {spec.package}@{spec.version} ({spec.licence})"
 
     return build_beside_dvc_file(out_dir, build, f"{vendor} sample")
 
