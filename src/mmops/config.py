@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,10 +91,16 @@ class AugmentParams:
     seed: int = 0
     # per modality, 0 (its value copied unchanged) to 1: scales each augmentation's chance and size
     strength: dict[str, float] = field(default_factory=dict)
+    # name -> manifest (data contract, media relative to its folder): other drawings of the same
+    # samples (same ids), each a view of its training sample, whether or not `enabled`
+    drawings: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.views < 1:
             raise ValueError("params.yaml: 'augment.views' must be >= 1")
+        for name in self.drawings:
+            if not re.fullmatch(r"[A-Za-z0-9_-]+", str(name)):
+                raise ValueError(f"params.yaml: 'augment.drawings' names a set {name!r}: use letters, digits, _ and -")
         for name, value in self.strength.items():
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
                 raise ValueError(f"params.yaml: 'augment.strength.{name}' must be a number from 0 to 1, got {value!r}")

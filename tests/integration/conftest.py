@@ -62,6 +62,8 @@ def make_project(root: Path, sample: Path, *, epochs: int = 5, shift: Path | Non
     if shift is not None:
         ids = {line.split(",")[0] for line in (root / "data" / "metadata.csv").read_text().splitlines()[1:]}
         subset_of_sample(shift, root / "shift" / "twitter", PER_CLASS, ids)
+    (root / "styles").mkdir()  # augment depends on the folder of drawing sets; none listed
+    (root / "styles" / ".gitkeep").touch()
     git(root, "init", "-q")
     git(root, "config", "user.email", "test@mmops.invalid")
     git(root, "config", "user.name", "mmops tests")

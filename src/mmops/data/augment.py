@@ -7,6 +7,10 @@ never reach validation or test (where it would leak its source's answer). Each m
 declares its own augmentations (`Modality.augment`); a view is a pure function of the source,
 the strength and a seed derived from `augment.seed`, the sample id, the view and the modality,
 so the stage's outputs are the same bytes on every run.
+
+A view can also be another artist's drawing of the sample (`augment.drawings`: OpenMoji's
+picture of a training emoji, beside Google's): the same id in another manifest. Such a view
+teaches the image encoder being fine-tuned what stays the same across art styles.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from mmops.progress import progress
 
 log = logging.getLogger(__name__)
 SOURCE = "source_id"  # the augment manifest's column naming each view's source sample
+DRAWING = "drawing"   # ... and the drawing set a view comes from ("" for an augmented view)
 MANIFEST, VIEWS = "manifest.csv", "views"  # in the augment stage's folder: the views, their media files
 
 
@@ -41,7 +46,7 @@ def view_seed(seed: int, sample_id: str, view: int, modality: str) -> int:
 
 def view_columns(modalities: Sequence[Modality]) -> list[str]:
     """The augment manifest's columns."""
-    return [ID, SOURCE, *(m.name for m in modalities), LABEL, "group", "split"]
+    return [ID, SOURCE, DRAWING, *(m.name for m in modalities), LABEL, "group", "split"]
 
 
 def make_views(frame: pd.DataFrame, modalities: Sequence[Modality], params: AugmentParams, root: Path,
@@ -64,7 +69,8 @@ def make_views(frame: pd.DataFrame, modalities: Sequence[Modality], params: Augm
             if vid in taken:
                 raise ValueError(f"augment: the view id {vid!r} is already a sample id in the manifest; "
                                  "rename that sample")
-            out = {ID: vid, SOURCE: row[ID], LABEL: row[LABEL], "group": row.get("group", row[ID]), "split": "train"}
+            out = {ID: vid, SOURCE: row[ID], DRAWING: "", LABEL: row[LABEL], "group": row.get("group", row[ID]),
+                   "split": "train"}
             stem = hashlib.sha256(vid.encode()).hexdigest()[:24]
             for m in modalities:
                 value = row[m.name]
@@ -79,4 +85,32 @@ def make_views(frame: pd.DataFrame, modalities: Sequence[Modality], params: Augm
     bar.close()
     log.info("augment: %d views of %d training samples in %.1f s", len(rows), len(train),
              time.perf_counter() - start)
+    return pd.DataFrame(rows, columns=view_columns(modalities))
+
+
+def drawing_views(frame: pd.DataFrame, modalities: Sequence[Modality], root: Path, name: str,
+                  drawn: pd.DataFrame, drawn_root: Path, folder: Path) -> pd.DataFrame:
+    """A view of every train-split sample of `frame` (media under `root`) that the drawing set
+    `name` has (`drawn`: its usable rows, media under `drawn_root`): the set's value of each
+    modality it fills, the sample's for the rest; the sample's label, group and split. Media are
+    written under `folder`. A drawing labelled otherwise than its sample is an error naming both."""
+    train = frame[frame["split"] == "train"].set_index(ID, drop=False)
+    taken = set(frame[ID])
+    rows = []
+    for _, drawing in drawn[drawn[ID].isin(train.index)].iterrows():
+        sample = train.loc[drawing[ID]]
+        if drawing[LABEL] != sample[LABEL]:
+            raise ValueError(f"augment.drawings.{name}: sample {drawing[ID]!r} is {drawing[LABEL]!r} there "
+                             f"but {sample[LABEL]!r} in the dataset")
+        vid = f"{drawing[ID]}~{name}"
+        if vid in taken:
+            raise ValueError(f"augment: the view id {vid!r} is already a sample id in the manifest; rename that sample")
+        out = {ID: vid, SOURCE: drawing[ID], DRAWING: name, LABEL: sample[LABEL],
+               "group": sample.get("group", drawing[ID]), "split": "train"}
+        stem = hashlib.sha256(vid.encode()).hexdigest()[:24]
+        for m in modalities:
+            value, base = (drawing[m.name], drawn_root) if present(drawing.get(m.name, "")) else (sample[m.name], root)
+            out[m.name] = m.store(m.load(value, base), folder, f"{m.name}/{stem}") if present(value) else ""
+        rows.append(out)
+    log.info("augment: %d drawings from '%s' of %d training samples", len(rows), name, len(train))
     return pd.DataFrame(rows, columns=view_columns(modalities))

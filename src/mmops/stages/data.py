@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -126,17 +128,35 @@ def split(params: Params, layout: Layout) -> dict[str, Any]:
 
 def augment(params: Params, layout: Layout) -> dict[str, Any]:
     """Make `augment.views` views of each train-split sample with each modality's own
-    augmentations: the views' manifest (each with its source's label, group and split) and
-    their media files, written whole or not at all. Off (`augment.enabled: false`), both are
-    written empty, so featurize and train see no views."""
-    from mmops.data.augment import MANIFEST, VIEWS, make_views, view_columns
+    augmentations, and one view of it from each drawing set of `augment.drawings` that has it:
+    the views' manifest (each with its source's label, group and split) and their media files,
+    written whole or not at all. Off (`augment.enabled: false`, no drawings), both are written
+    empty, so featurize and train see no views. A drawing set's rows that cleaning would reject
+    are counted by reason; an absent set is an error."""
+    from mmops.data.augment import MANIFEST, VIEWS, drawing_views, make_views, view_columns
+    from mmops.data.drift import read_rows
 
     modalities = build_modalities(params.modalities)
     frame = artifacts.read_csv(layout.split_manifest)
+    drawings: dict[str, Any] = {}
     with artifacts.atomic_dir(layout.augment) as folder:
         (folder / VIEWS).mkdir()
-        views = make_views(frame, modalities, params.augment, params.data.root, folder / VIEWS) \
-            if params.augment.enabled else pd.DataFrame(columns=view_columns(modalities))
+        parts = [make_views(frame, modalities, params.augment, params.data.root, folder / VIEWS)
+                 if params.augment.enabled else pd.DataFrame(columns=view_columns(modalities))]
+        for name, manifest in params.augment.drawings.items():
+            manifest = Path(manifest)
+            if not manifest.exists():
+                raise FileNotFoundError(f"augment.drawings.{name}: {manifest} is absent (the OpenMoji set: "
+                                        "`mmops sample --vendor openmoji`)")
+            # a set draws what it draws: a row may leave any modality to its sample
+            optional = dataclasses.replace(params, modalities=tuple(dataclasses.replace(m, required=False)
+                                                                     for m in params.modalities))
+            drawn, rejects = read_rows(optional, manifest, labels=params.data.labels)
+            parts.append(drawing_views(frame, modalities, params.data.root, name, drawn, manifest.parent,
+                                       folder / VIEWS))
+            drawings[name] = {"views": len(parts[-1]), "rejected": len(rejects),
+                              "rejects_by_reason": rejects["reason"].str.split(":").str[0].value_counts().to_dict()}
+        views = pd.concat([p for p in parts if len(p)] or parts[:1], ignore_index=True)
         artifacts.write_csv(folder / MANIFEST, views)
     return {"views": len(views), "train_samples": int((frame["split"] == "train").sum()),
-            "enabled": params.augment.enabled}
+            "enabled": params.augment.enabled, "drawings": drawings}

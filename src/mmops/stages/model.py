@@ -119,8 +119,10 @@ def train(params: Params, layout: Layout, device: str | None = None, resume: boo
     with distributed.from_environment(device) as job:
         dev = job.device(device) if job.enabled else pick_device(device)
         if params.train.mode == "finetune":
-            result, encoders, weights = _finetune(params, layout, cache, data, frame, modalities, dev, resume, job)
+            result, encoders, weights, samples = _finetune(params, layout, cache, data, frame, modalities, dev,
+                                                           resume, job)
         else:
+            samples = int(len(tr["target"]))  # the augment stage's views included
             result = fit(tr["features"], tr["target"], va["features"], va["target"], len(params.data.labels),
                          params.train, dev, tr["present"], va["present"], checkpoint=layout.train_checkpoint,
                          resume=resume, job=job)
@@ -138,29 +140,39 @@ def train(params: Params, layout: Layout, device: str | None = None, resume: boo
                                                  modalities, params.drift.components, seen=frame))
     layout.train_checkpoint.unlink(missing_ok=True)  # the run is complete: nothing left to resume
     return {"best_epoch": result.best_epoch, "fusion": params.train.fusion, "mode": params.train.mode,
-            "device": str(dev), "train_samples": int(len(tr["target"])), "processes": job.world_size,
-            "fine_tuned": sorted(weights)}  # train_samples: frozen mode's views included
+            "device": str(dev), "train_samples": samples, "processes": job.world_size, "fine_tuned": sorted(weights)}
 
 
 def _finetune(params: Params, layout: Layout, cache: FeatureCache, data: dict[str, dict[str, Any]],
               frame: pd.DataFrame, modalities: tuple, device: torch.device, resume: bool,
-              job: Dist) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+              job: Dist) -> tuple[Any, dict[str, Any], dict[str, Any], int]:
     """`train.mode: finetune`: the trainable encoders tuned with the head on the split's own rows
-    (augmented on the fly; the augment stage's views are for the frozen mode). The result, the
-    encoders' identities (a tuned one's with its weights' hash), and the tuned weights."""
+    and the drawing sets' views of them (all augmented on the fly; the augment stage's augmented
+    views are for the frozen mode). The result, the encoders' identities (a tuned one's with its
+    weights' hash), the tuned weights and the number of training rows."""
+    from mmops.data.augment import DRAWING, VIEWS
     from mmops.training.finetune import Split, fit_finetune
 
     tuned = [m for m in modalities if m.trainable() is not None]
     if not tuned:
         raise ValueError("train.mode finetune: none of the modalities has an encoder that can be trained")
     splits = {}
+    views = augmented_views(layout)
+    drawn = views[views[DRAWING].fillna("") != ""] if DRAWING in views else views.iloc[:0]
     for name in ("train", "val"):
         rows = frame[frame["split"] == name]
         d = data[name]
-        n = len(rows)  # the split's own rows come first; the frozen mode's views after them
+        keep = list(range(len(rows)))  # the split's own rows come first; the views after them
+        roots = [Path(params.data.root)] * len(rows)
+        if name == "train" and len(drawn):
+            keep += [len(rows) + i for i in np.flatnonzero(views.index.isin(drawn.index))]
+            roots += [layout.augment / VIEWS] * len(drawn)
+            rows = pd.concat([rows, drawn], ignore_index=True)
+        pick = torch.tensor(keep, dtype=torch.long)
         splits[name] = Split(ids=list(rows[ID]), values={m.name: list(rows[m.name]) for m in tuned},
-                             features={m: t[:n] for m, t in d["features"].items()},
-                             present={m: p[:n] for m, p in d["present"].items()}, target=d["target"][:n])
+                             features={m: t[pick] for m, t in d["features"].items()},
+                             present={m: p[pick] for m, p in d["present"].items()}, target=d["target"][pick],
+                             roots=roots)
     augment = params.augment if params.augment.enabled else None
     result = fit_finetune(splits["train"], splits["val"], tuned, len(params.data.labels), params.train, augment,
                           params.data.root, device, checkpoint=layout.train_checkpoint, resume=resume, job=job)
@@ -169,7 +181,7 @@ def _finetune(params: Params, layout: Layout, cache: FeatureCache, data: dict[st
         made = cache.encoders[m.name]  # the precision and device kind featurize used: evaluate and serving follow
         encoders[m.name] = m.identity(feature_dtype(made["dtype"], device), made["device"],
                                       weights=result.encoders[m.name])
-    return result, encoders, result.encoders
+    return result, encoders, result.encoders, len(splits["train"].ids)
 
 
 def evaluate(params: Params, layout: Layout) -> dict[str, Any]:

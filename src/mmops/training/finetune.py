@@ -55,6 +55,7 @@ class Split:
     features: Features
     present: Mask
     target: torch.Tensor
+    roots: list[Path] = field(default_factory=list)  # each row's media folder; none: fit_finetune's `root`
 
 
 @dataclass
@@ -73,9 +74,12 @@ class _Inputs(Dataset):
                  augment: AugmentParams | None, blank: dict[str, torch.Tensor] | None = None) -> None:
         self.split, self.tuned, self.root, self.augment, self.epoch = split, tuned, root, augment, 0
         # what an absent value becomes (masked out later): zeros shaped like a present one's input
-        self.blank = blank or {name: torch.zeros_like(transform(m.load(next(v for v in split.values[name]
-                                                                            if present(v)), root)))
-                               for name, (m, transform) in tuned.items()}
+        self.blank = blank or {name: torch.zeros_like(transform(m.load(*next(
+            (v, self.root_of(i)) for i, v in enumerate(split.values[name]) if present(v)))))
+            for name, (m, transform) in tuned.items()}
+
+    def root_of(self, i: int) -> Path:
+        return self.split.roots[i] if self.split.roots else self.root
 
     def __len__(self) -> int:
         return len(self.split.ids)
@@ -87,7 +91,7 @@ class _Inputs(Dataset):
             if not present(value):
                 out.append(self.blank[name])
                 continue
-            loaded = m.load(value, self.root)
+            loaded = m.load(value, self.root_of(i))
             strength = self.augment.strength.get(name, 0.0) if self.augment else 0.0
             if strength:
                 loaded = m.augment(loaded, strength, view_seed(self.augment.seed, self.split.ids[i], self.epoch, name))

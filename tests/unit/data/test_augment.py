@@ -143,3 +143,63 @@ def test_featurize_encodes_the_views_and_train_learns_from_them_but_its_referenc
     assert trained["train_samples"] == train_rows + len(views)
     reference = json.loads(layout.reference.read_text())
     assert reference["rows"] == train_rows  # the drift reference: the real rows only
+
+
+def _drawings(tmp_path, labels=None, ids=None):
+    """Another artist's drawings of the split project's samples (every one, or `ids`), as a
+    manifest of its own with its pictures beside it; the captions differ from the dataset's."""
+    rows = []
+    for i, label in enumerate(LABELS[i % 3] for i in range(len(SPLITS))):
+        if ids is not None and f"s{i}" not in ids:
+            continue
+        write_png(tmp_path / "drawn" / "images" / f"d{i}.png", (250, i * 15, 30, 255), size=24)
+        rows.append({"sample_id": f"s{i}", "image": f"images/d{i}.png", "text": "",
+                     "label": (labels or {}).get(f"s{i}", label)})
+    write_manifest(tmp_path / "drawn" / "metadata.csv", rows)
+    return str(tmp_path / "drawn" / "metadata.csv")
+
+
+def _with_drawings(params, manifest, enabled=False):
+    return dataclasses.replace(params, augment=dataclasses.replace(
+        params.augment, enabled=enabled, drawings={"artist": manifest}))
+
+
+def test_a_drawing_set_gives_each_training_sample_it_has_one_view_with_the_drawings_picture(split_project, tmp_path):
+    params, layout = split_project
+    result = stages.augment(_with_drawings(params, _drawings(tmp_path, ids={"s0", "s1", "s2", "s4"})), layout)
+    views = artifacts.read_csv(layout.augment / "manifest.csv").set_index("source_id")
+    source = artifacts.read_csv(layout.split_manifest).set_index("sample_id")
+    assert sorted(views.index) == ["s0", "s1", "s4"]  # s2 is a val sample; the set lacks s5, s8, s9
+    assert result["drawings"]["artist"]["views"] == 3
+    for sid, view in views.iterrows():
+        assert view["sample_id"] == f"{sid}~artist" and view["drawing"] == "artist"
+        assert (view["label"], view["group"], view["split"]) == (source.loc[sid, "label"], source.loc[sid, "group"], "train")
+        assert view["text"] == source.loc[sid, "text"]  # the set has no caption: the sample's is kept
+        drawn = Image.open(tmp_path / "drawn" / "images" / f"d{sid[1:]}.png").convert("RGBA")
+        assert list(Image.open(layout.augment / "views" / view["image"]).convert("RGBA").getdata()) == list(drawn.getdata())
+
+
+def test_drawings_join_the_augmented_views(split_project, tmp_path):
+    params, layout = split_project
+    result = stages.augment(_with_drawings(params, _drawings(tmp_path), enabled=True), layout)
+    views = artifacts.read_csv(layout.augment / "manifest.csv")
+    assert result["views"] == len(views) == 2 * 6 + 6
+    assert (views["drawing"] == "artist").sum() == 6
+
+
+def test_a_drawing_labelled_otherwise_than_its_sample_is_an_error_naming_it(split_project, tmp_path):
+    params, layout = split_project
+    manifest = _drawings(tmp_path, labels={"s1": "Flags" if LABELS[1] != "Flags" else "Smileys & Emotion"})
+    with pytest.raises(ValueError, match="augment.drawings.artist: sample 's1'"):
+        stages.augment(_with_drawings(params, manifest), layout)
+
+
+def test_an_absent_drawing_set_is_an_error_naming_it(split_project, tmp_path):
+    params, layout = split_project
+    with pytest.raises(FileNotFoundError, match="augment.drawings.artist: .*absent"):
+        stages.augment(_with_drawings(params, str(tmp_path / "nowhere" / "metadata.csv")), layout)
+
+
+def test_a_drawing_set_name_must_be_usable_in_a_view_id(tmp_path):
+    with pytest.raises(ValueError, match="augment.drawings"):
+        make_params(tmp_path, labels=LABELS, augment={"drawings": {"open moji": "x.csv"}})

@@ -251,3 +251,26 @@ def test_finetune_runs_on_cuda_in_bf16(tuned, tmp_path):
     assert result["device"].startswith("cuda")
     ckpt = artifacts.load_torch(layout.model)
     assert ckpt["encoder_weights"]["image"]
+
+
+def test_fine_tuning_learns_from_a_drawing_sets_views_of_the_training_samples(tuned, twitter_dir, tmp_path, monkeypatch):
+    """augment.drawings: Twitter's drawings of the training emoji are fine-tuning rows beside
+    Google's, their pictures read from the augment stage's views (the frozen mode's augmented
+    views are not: fine-tuning augments on the fly)."""
+    from mmops.modalities.image import ImageModality
+
+    params, layout, _ = tuned
+    layout = _copy(layout, tmp_path)
+    split = artifacts.read_csv(layout.split_manifest)
+    drawn = subset_of_sample(twitter_dir, tmp_path / "twitter", per_class=4, ids=set(split["sample_id"]))
+    params = dataclasses.replace(params, augment=dataclasses.replace(
+        params.augment, drawings={"twitter": str(drawn / "metadata.csv")}))
+    stages.augment(params, layout)
+    stages.featurize(params, layout, device="cpu")
+    roots = []
+    load = ImageModality.load
+    monkeypatch.setattr(ImageModality, "load", lambda self, value, root: roots.append(root) or load(self, value, root))
+    result = stages.train(params, layout, device="cpu")
+    train_rows = int((split["split"] == "train").sum())
+    assert result["train_samples"] == 2 * train_rows  # Twitter drew every one of them
+    assert roots.count(layout.augment / "views") == params.train.finetune_epochs * train_rows  # once an epoch
