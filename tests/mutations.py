@@ -195,6 +195,18 @@ MUTATIONS = {
         "",
         "tests/unit/training/test_finetune.py::test_a_fine_tuning_run_killed_mid_way_and_resumed_ends_as_the_uninterrupted_run",
     ),
+    "fine-tuning leaves out the drawing sets' views": (
+        "src/mmops/stages/model.py",
+        'if name == "train" and len(drawn):',
+        "if False:",
+        "tests/unit/training/test_finetune.py::test_fine_tuning_learns_from_a_drawing_sets_views_of_the_training_samples",
+    ),
+    "a drawing view reaches validation or test": (
+        "src/mmops/data/augment.py",
+        'for _, drawing in drawn[drawn[ID].isin(train.index)].iterrows():\n        sample = train.loc[drawing[ID]]',
+        'for _, drawing in drawn[drawn[ID].isin(frame[ID])].iterrows():\n        sample = frame.set_index(ID, drop=False).loc[drawing[ID]]',
+        "tests/unit/data/test_augment.py::test_a_drawing_set_gives_each_training_sample_it_has_one_view_with_the_drawings_picture",
+    ),
     "the fusion regret compares a modality with fused on every row, not the rows that have it": (
         "src/mmops/evaluation/shift.py",
         "(fused[rows] == y).mean()),",
