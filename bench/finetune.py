@@ -8,8 +8,8 @@ pyfunc model, with its own encoder) the Twitter renderings of the same test ids
     .venv/bin/python bench/finetune.py --settings frozen finetune:5:0.5 finetune:5:0
     .venv/bin/python bench/finetune.py --settings finetune:5:0.5 finetune:5:0.5:openmoji
 
-A setting is `frozen`, or `finetune:<epochs>:<image augmentation strength>` (0: none), and
-optionally `:<drawing sets>` (comma-separated names of `--drawings`; `augment.drawings`): those
+A setting is `frozen`, or `finetune:<epochs>:<image augmentation strength>` (0: none), either
+optionally followed by `:<drawing sets>` (comma-separated names of `--drawings`; `augment.drawings`): those
 artists' drawings of the training emoji join fine-tuning, so the augment and featurize stages
 run again in the scratch copy (minutes). The Twitter set is never among them.
 """
@@ -34,9 +34,12 @@ from mmops.serving.pyfunc import MultimodalClassifier
 
 
 def configure(params, setting: str, sets: dict[str, str]):
-    if setting == "frozen":
-        return dataclasses.replace(params, train=dataclasses.replace(params.train, mode="frozen"))
-    _, epochs, strength, *drawn = setting.split(":")
+    mode, *rest = setting.split(":")
+    if mode == "frozen":
+        drawings = {name: sets[name] for name in rest[0].split(",")} if rest else {}
+        return dataclasses.replace(params, train=dataclasses.replace(params.train, mode="frozen"),
+                                   augment=dataclasses.replace(params.augment, drawings=drawings))
+    epochs, strength, *drawn = rest
     drawings = {name: sets[name] for name in drawn[0].split(",")} if drawn else {}
     augment = dataclasses.replace(params.augment, enabled=float(strength) > 0, drawings=drawings,
                                   strength={**params.augment.strength, "image": float(strength)})
@@ -53,9 +56,13 @@ def main() -> None:
     parser.add_argument("--device", default=None, help="override the automatic choice (cuda/cpu)")
     parser.add_argument("--drawings", nargs="*", default=["openmoji=styles/openmoji/metadata.csv"],
                         help="drawing sets a setting may name, NAME=MANIFEST")
+    parser.add_argument("--seed", type=int, default=None, help="train.seed and augment.seed (default: params.yaml's)")
     args = parser.parse_args()
     sets = dict(item.split("=", 1) for item in args.drawings)
     base, source = load_params(Path(args.params)), Layout(Path(args.artifacts))
+    if args.seed is not None:
+        base = dataclasses.replace(base, train=dataclasses.replace(base.train, seed=args.seed),
+                                   augment=dataclasses.replace(base.augment, seed=args.seed))
     modalities = build_modalities(base.modalities)
     frame = artifacts.read_csv(source.split_manifest)
     test = frame[frame["split"] == "test"]

@@ -203,7 +203,7 @@ MUTATIONS = {
     ),
     "a drawing view reaches validation or test": (
         "src/mmops/data/augment.py",
-        'for _, drawing in drawn[drawn[ID].isin(train.index)].iterrows():\n        sample = train.loc[drawing[ID]]',
+        'for _, drawing in drawn[drawn[ID].isin(training.index)].iterrows():\n        sample = training.loc[drawing[ID]]',
         'for _, drawing in drawn[drawn[ID].isin(frame[ID])].iterrows():\n        sample = frame.set_index(ID, drop=False).loc[drawing[ID]]',
         "tests/unit/data/test_augment.py::test_a_drawing_set_gives_each_training_sample_it_has_one_view_with_the_drawings_picture",
     ),

@@ -10,7 +10,7 @@ so the stage's outputs are the same bytes on every run.
 
 A view can also be another artist's drawing of the sample (`augment.drawings`: OpenMoji's
 picture of a training emoji, beside Google's): the same id in another manifest. Such a view
-teaches the image encoder being fine-tuned what stays the same across art styles.
+shows the model the same emoji in another art style (fine-tuning learns from it too).
 """
 
 from __future__ import annotations
@@ -94,11 +94,11 @@ def drawing_views(frame: pd.DataFrame, modalities: Sequence[Modality], root: Pat
     `name` has (`drawn`: its usable rows, media under `drawn_root`): the set's value of each
     modality it fills, the sample's for the rest; the sample's label, group and split. Media are
     written under `folder`. A drawing labelled otherwise than its sample is an error naming both."""
-    train = frame[frame["split"] == "train"].set_index(ID, drop=False)
+    training = frame[frame["split"] == "train"].set_index(ID, drop=False)
     taken = set(frame[ID])
     rows = []
-    for _, drawing in drawn[drawn[ID].isin(train.index)].iterrows():
-        sample = train.loc[drawing[ID]]
+    for _, drawing in drawn[drawn[ID].isin(training.index)].iterrows():
+        sample = training.loc[drawing[ID]]
         if drawing[LABEL] != sample[LABEL]:
             raise ValueError(f"augment.drawings.{name}: sample {drawing[ID]!r} is {drawing[LABEL]!r} there "
                              f"but {sample[LABEL]!r} in the dataset")
@@ -112,5 +112,5 @@ def drawing_views(frame: pd.DataFrame, modalities: Sequence[Modality], root: Pat
             value, base = (drawing[m.name], drawn_root) if present(drawing.get(m.name, "")) else (sample[m.name], root)
             out[m.name] = m.store(m.load(value, base), folder, f"{m.name}/{stem}") if present(value) else ""
         rows.append(out)
-    log.info("augment: %d drawings from '%s' of %d training samples", len(rows), name, len(train))
+    log.info("augment: %d drawings from '%s' of %d training samples", len(rows), name, len(training))
     return pd.DataFrame(rows, columns=view_columns(modalities))

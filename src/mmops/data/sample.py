@@ -15,7 +15,7 @@ samples line up row for row (same sample_id, text and label; only the picture di
   CC BY 4.0 (Twitter, Inc and other contributors; https://github.com/jdecked/twemoji/blob/v15.0.2/LICENSE-GRAPHICS).
 
 - `openmoji` (the npm package `openmoji`, a third art style for training: its drawings of the
-  sample's training emoji can join fine-tuning, `augment.drawings`): OpenMoji's SVGs rendered
+  sample's training emoji can join training, `augment.drawings`): OpenMoji's SVGs rendered
   at 64 px with resvg (no system library, fonts off, so the bytes are the same everywhere);
   rows, names and categories are the default vendor's, the picture OpenMoji's; an emoji OpenMoji
   has not drawn is left out. Graphics CC BY-SA 4.0 (OpenMoji, HfG Schwäbisch Gmünd,
