@@ -262,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--vendor", default="google", help="whose emoji art: google (data/), twitter "
                         "(shift/twitter, a shift set) or openmoji (styles/openmoji, drawings to train on)")
     sample.add_argument("--out", default=None, help="a folder outside data/ for another vendor's sample "
-                        "(default shift/<vendor>, checked against shift/<vendor>.dvc)")
+                        "(default shift/twitter or styles/openmoji, checked against the .dvc file beside it)")
     sample.set_defaults(func=_sample)
 
     drift = sub.add_parser("drift", help="compare a manifest (another data version) with the last training's "

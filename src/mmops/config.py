@@ -368,7 +368,7 @@ def params_from_dict(raw: dict[str, Any], base: Path = Path(".")) -> Params:
         modalities=_modalities(raw.get("modalities"), data.columns),
         clean=build_section(CleanParams, raw.get("clean"), "clean"),
         split=build_section(SplitParams, raw.get("split"), "split"),
-        augment=build_section(AugmentParams, raw.get("augment"), "augment"),
+        augment=_augment(raw.get("augment"), base),
         featurize=build_section(FeaturizeParams, raw.get("featurize"), "featurize"),
         train=build_section(TrainParams, raw.get("train"), "train"),
         register=build_section(RegisterParams, raw.get("register"), "register"),
@@ -378,6 +378,15 @@ def params_from_dict(raw: dict[str, Any], base: Path = Path(".")) -> Params:
         drift=build_section(DriftParams, raw.get("drift"), "drift"),
         shift=_shift(raw.get("shift"), base),
     )
+
+
+def _augment(raw: Any, base: Path) -> AugmentParams:
+    """The `augment:` section, its drawing sets' manifests relative to params.yaml's folder like `data`'s."""
+    section = build_section(AugmentParams, raw, "augment")
+    for name, manifest in section.drawings.items():
+        if not isinstance(manifest, str) or not manifest:
+            raise ValueError(f"params.yaml: 'augment.drawings.{name}' must be the path of a manifest")
+    return dataclasses.replace(section, drawings={str(n): str(base / m) for n, m in section.drawings.items()})
 
 
 def _shift(raw: Any, base: Path) -> ShiftParams:

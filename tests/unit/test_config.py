@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
 from mmops.config import load_params, params_from_dict
 from tests.conftest import REPO, repo_params
@@ -141,3 +142,12 @@ def test_the_drift_thresholds_shape_no_model():
     base = params_from_dict(repo_params())
     changed = params_from_dict(repo_params(drift={"max_auc": 0.7, "fail_validate": False}))
     assert base.digest() == changed.digest() and changed.drift.max_auc == 0.7
+
+
+def test_drawing_sets_are_relative_to_the_params_files_folder_like_the_data(tmp_path):
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["augment"]["drawings"] = {"openmoji": "styles/openmoji/metadata.csv"}
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "params.yaml").write_text(yaml.safe_dump(raw))
+    params = load_params(tmp_path / "sub" / "params.yaml")
+    assert params.augment.drawings == {"openmoji": str(tmp_path / "sub" / "styles" / "openmoji" / "metadata.csv")}

@@ -200,8 +200,9 @@ def build_sample(tarball: Path, out_dir: Path, vendor: str = DEFAULT_VENDOR, ent
                         data = tar.extractfile(member).read()
                         (staging / "images" / Path(member.name).name).write_bytes(data)
                         wanted.discard(member.name)
-        if wanted:
-            raise RuntimeError(f"{tarball}: images missing from the package: {sorted(wanted)[:5]}")
+        missing = sorted(e["image"] for e in entries if not (staging / "images" / e["image"]).exists())
+        if wanted or missing:
+            raise RuntimeError(f"{tarball}: images missing from the package: {(sorted(wanted) or missing)[:5]}")
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(MANIFEST_COLUMNS)
