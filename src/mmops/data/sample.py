@@ -36,6 +36,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,7 +156,7 @@ def select_entries(emoji: list[dict], vendor: str = DEFAULT_VENDOR) -> list[dict
     return sorted(chosen, key=lambda e: (e["sort_order"], e["unified"]))
 
 
-def _svg_name(unified: str, names: set[str], image_dir: str) -> str | None:
+def _svg_name(unified: str, names: Collection[str], image_dir: str) -> str | None:
     """OpenMoji's file for an emoji-datasource code point sequence: OpenMoji drops some of the
     variation selectors (FE0F) that emoji-datasource keeps."""
     for candidate in (unified, unified.replace("-FE0F", "")):
@@ -184,25 +185,21 @@ def build_sample(tarball: Path, out_dir: Path, vendor: str = DEFAULT_VENDOR, ent
         with tarfile.open(tarball, "r:gz") as tar:
             if spec.svg:
                 members = {m.name: m for m in tar if m.isfile() and m.name.startswith(spec.image_dir)}
-                entries, wanted = [], {}
-                for e in select_entries(emoji, DEFAULT_VENDOR):
-                    if (name := _svg_name(e["unified"], set(members), spec.image_dir)) is not None:
-                        entries.append(e)
-                        wanted[name] = e["image"]
-                for name, image in wanted.items():  # OpenMoji draws on 72 px: zoomed out to the sample's 64
-                    (staging / "images" / image).write_bytes(render_svg(tar.extractfile(members[name]).read(), 64))
-                wanted = {}
+                drawn = [(e, _svg_name(e["unified"], members.keys(), spec.image_dir))
+                         for e in select_entries(emoji, DEFAULT_VENDOR)]
+                entries = [e for e, name in drawn if name is not None]
+                for e, name in drawn:  # OpenMoji draws on 72 px: zoomed out to the sample's 64
+                    if name is not None:
+                        (staging / "images" / e["image"]).write_bytes(render_svg(tar.extractfile(members[name]).read(), 64))
             else:
                 entries = select_entries(emoji, vendor)
                 wanted = {spec.image_dir + e["image"] for e in entries}
                 for member in tar:
                     if member.name in wanted and member.isfile():
-                        data = tar.extractfile(member).read()
-                        (staging / "images" / Path(member.name).name).write_bytes(data)
-                        wanted.discard(member.name)
+                        (staging / "images" / Path(member.name).name).write_bytes(tar.extractfile(member).read())
         missing = sorted(e["image"] for e in entries if not (staging / "images" / e["image"]).exists())
-        if wanted or missing:
-            raise RuntimeError(f"{tarball}: images missing from the package: {(sorted(wanted) or missing)[:5]}")
+        if missing:
+            raise RuntimeError(f"{tarball}: images missing from the package: {missing[:5]}")
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(MANIFEST_COLUMNS)

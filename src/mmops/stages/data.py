@@ -139,6 +139,9 @@ def augment(params: Params, layout: Layout) -> dict[str, Any]:
     modalities = build_modalities(params.modalities)
     frame = artifacts.read_csv(layout.split_manifest)
     drawings: dict[str, Any] = {}
+    # a drawing set draws what it draws: a row may leave any modality to its sample
+    optional = dataclasses.replace(params, modalities=tuple(dataclasses.replace(m, required=False)
+                                                             for m in params.modalities))
     with artifacts.atomic_dir(layout.augment) as folder:
         (folder / VIEWS).mkdir()
         parts = [make_views(frame, modalities, params.augment, params.data.root, folder / VIEWS)
@@ -148,9 +151,6 @@ def augment(params: Params, layout: Layout) -> dict[str, Any]:
             if not manifest.exists():
                 raise FileNotFoundError(f"augment.drawings.{name}: {manifest} is absent (the OpenMoji set: "
                                         "`mmops sample --vendor openmoji`)")
-            # a set draws what it draws: a row may leave any modality to its sample
-            optional = dataclasses.replace(params, modalities=tuple(dataclasses.replace(m, required=False)
-                                                                     for m in params.modalities))
             drawn, rejects = read_rows(optional, manifest, labels=params.data.labels)
             parts.append(drawing_views(frame, modalities, params.data.root, name, drawn, manifest.parent,
                                        folder / VIEWS))

@@ -158,14 +158,14 @@ def _finetune(params: Params, layout: Layout, cache: FeatureCache, data: dict[st
         raise ValueError("train.mode finetune: none of the modalities has an encoder that can be trained")
     splits = {}
     views = augmented_views(layout)
-    drawn = views[views[DRAWING].fillna("") != ""] if DRAWING in views else views.iloc[:0]
+    drawn = views[views[DRAWING] != ""] if DRAWING in views else views.iloc[:0]
     for name in ("train", "val"):
         rows = frame[frame["split"] == name]
         d = data[name]
         keep = list(range(len(rows)))  # the split's own rows come first; the views after them
         roots = [Path(params.data.root)] * len(rows)
         if name == "train" and len(drawn):
-            keep += [len(rows) + i for i in np.flatnonzero(views.index.isin(drawn.index))]
+            keep += list(len(rows) + views.index.get_indexer(drawn.index))  # views' positions after the rows
             roots += [layout.augment / VIEWS] * len(drawn)
             rows = pd.concat([rows, drawn], ignore_index=True)
         pick = torch.tensor(keep, dtype=torch.long)
