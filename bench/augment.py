@@ -27,7 +27,7 @@ import torch
 from mmops import artifacts
 from mmops.config import ID, LABEL, Layout, load_params
 from mmops.data.augment import make_views
-from mmops.data.drift import encode_manifest
+from mmops.features.shards import encode_manifest
 from mmops.evaluation.bootstrap import Resampler
 from mmops.evaluation.metrics import score_models
 from mmops.features.cache import FeatureCache
@@ -35,7 +35,7 @@ from mmops.features.shards import encode_shard
 from mmops.modalities import build_modalities
 from mmops.models.fusion import FUSED
 from mmops.models.predict import predict
-from mmops.stages.model import features_by_split
+from mmops.features.splits import features_by_split
 from mmops.training.train import fit
 
 CPU = torch.device("cpu")

@@ -33,7 +33,7 @@ from mmops.evaluation.metrics import score_models
 from mmops.evaluation.retrieval import retrieval_scores
 from mmops.models.fusion import FUSED, FUSIONS
 from mmops.models.predict import predict
-from mmops.stages.model import features_by_split
+from mmops.features.splits import features_by_split
 from mmops.training.train import fit
 
 CPU = torch.device("cpu")

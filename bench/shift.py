@@ -29,13 +29,14 @@ import pandas as pd
 import torch
 
 from mmops.config import ID, LABEL, Layout, load_params
-from mmops.data.drift import encode_manifest, read_rows
+from mmops.data.clean import read_rows
+from mmops.features.shards import encode_manifest
 from mmops.evaluation.bootstrap import Resampler, interval
 from mmops.evaluation.crossval import grouped_folds, pool, take
 from mmops.evaluation.shift import score_set
 from mmops.models.fusion import FUSIONS
 from mmops.models.predict import predict
-from mmops.stages.model import features_by_split
+from mmops.features.splits import features_by_split
 from mmops.training.train import fit
 
 CPU = torch.device("cpu")

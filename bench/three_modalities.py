@@ -46,7 +46,7 @@ from mmops.evaluation.crossval import grouped_folds, pool, take
 from mmops.models.fusion import FUSED, FUSIONS
 from mmops.models.fusion.parts import subsets
 from mmops.models.predict import predict
-from mmops.stages.model import features_by_split
+from mmops.features.splits import features_by_split
 from mmops.training.train import fit
 
 CPU = torch.device("cpu")

@@ -106,7 +106,7 @@ MUTATIONS = {
         "tests/unit/data/test_drift.py::test_the_drift_classifier_is_scored_on_rows_it_was_not_fitted_on",
     ),
     "drift compares the rows the reference was made of too": (
-        "src/mmops/data/drift.py",
+        "src/mmops/data/profile.py",
         "keep = np.array([key is None or key not in content for key in",
         "keep = np.array([True for key in",
         "tests/unit/data/test_drift.py::test_only_rows_the_reference_has_not_seen_are_compared",

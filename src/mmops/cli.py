@@ -62,7 +62,8 @@ def _sample(args: argparse.Namespace) -> int:
 
 
 def _drift(args: argparse.Namespace) -> int:
-    from mmops.data.drift import check_manifest, load_profile, render_markdown
+    from mmops.data.drift import check_manifest, render_markdown
+    from mmops.data.profile import load_profile
 
     params = load_params(args.params)
     reference = Path(args.reference)

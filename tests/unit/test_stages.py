@@ -74,7 +74,7 @@ def test_evaluate_reports_each_models_ece_before_and_after_the_temperatures_fitt
     from mmops.evaluation.calibration import expected_calibration_error
     from mmops.models.checkpoint import model_from_checkpoint
     from mmops.models.predict import predict
-    from mmops.stages.model import features_by_split
+    from mmops.features.splits import features_by_split
 
     params, layout, ids, labels = crafted
     stages.train(params, layout, device="cpu")
@@ -207,7 +207,7 @@ def test_featurize_marks_an_absent_optional_modality_and_encodes_the_rest(tiny_p
 
 
 def test_train_saves_the_reference_profile_of_its_train_split(crafted):
-    from mmops.data.drift import load_profile
+    from mmops.data.profile import load_profile
 
     params, layout, ids, labels = crafted
     stages.train(params, layout, device="cpu")

@@ -8,7 +8,9 @@ from typing import Any
 
 import pandas as pd
 
-from mmops.data.manifest import ID, LABEL, LINE
+from mmops.config import Params
+from mmops.data.manifest import ID, LABEL, LINE, read_manifest, require_columns, source_names
+from mmops.modalities import build_modalities
 from mmops.modalities.base import Modality
 
 
@@ -43,12 +45,22 @@ def shared_files(hashes: pd.Series) -> dict[str, int]:
     return {"files": int(len(shared)), "rows": int(shared.sum())}
 
 
+def reject_kinds(rejects: pd.DataFrame) -> pd.Series:
+    """Each reject's kind: its reason up to the first colon (`row_problem`'s `<kind>`)."""
+    return rejects["reason"].str.split(":").str[0]
+
+
+def rejects_by_reason(rejects: pd.DataFrame) -> dict[str, int]:
+    """How many rows were rejected for each kind of reason, most frequent first: what metrics report."""
+    return {str(kind): int(count) for kind, count in reject_kinds(rejects).value_counts().items()}
+
+
 def over_budget(rejects: pd.DataFrame, rows: int, max_fraction: float, *, shown: int = 3) -> str | None:
     """Why the rejects are too many to go on (more than `max_fraction` of `rows`), naming the most
     frequent reasons with the first lines of each; None within budget."""
     if not rows or len(rejects) / rows <= max_fraction:
         return None
-    kinds = rejects["reason"].str.split(":").str[0]
+    kinds = reject_kinds(rejects)
     parts = []
     for kind, count in kinds.value_counts().head(shown).items():
         lines = ", ".join(str(line) for line in rejects.loc[kinds == kind, LINE].head(shown))
@@ -125,3 +137,18 @@ def clean_manifest(
     shown = [LINE, ID] + [m.name for m in modalities if m.media] + ["reason"]
     rejects = frame.loc[bad].assign(reason=reason_series[bad])[shown].reset_index(drop=True)
     return kept, rejects
+
+
+def read_rows(params: Params, manifest: Path, root: Path | None = None,
+              labels: Sequence[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The usable rows of `manifest` (media under `root`, by default the manifest's folder), by
+    cleaning's rules, and the rejected rows with their reasons. Any label is kept unless
+    `labels` are given (for drift, a new or vanished class is to report, not a row to drop; to
+    score a model, a class it does not know is a reject)."""
+    manifest = Path(manifest)
+    root = Path(root) if root is not None else manifest.parent
+    names = source_names(params.data, params.modalities)
+    frame = read_manifest(manifest, names)
+    require_columns(frame, manifest, names)
+    known = tuple(sorted(set(frame[LABEL]))) if labels is None else tuple(labels)
+    return clean_manifest(frame, root, known, build_modalities(params.modalities))

@@ -61,8 +61,9 @@ def score_manifest(params: Params, manifest: Path, ckpt: dict[str, Any], test_id
     `score_set` on all rows and (as `test_ids`) on those whose ids are in the test split. The
     set is encoded by the model's encoders (a fine-tuned one from the weights it carries);
     `model_path` names the model in an encoder mismatch."""
-    from mmops.data.drift import encode_manifest, read_rows
+    from mmops.data.clean import read_rows, rejects_by_reason
     from mmops.features.cache import check_encoders
+    from mmops.features.shards import encode_manifest
     from mmops.modalities import build_modalities
     from mmops.models.checkpoint import model_from_checkpoint
     from mmops.models.encoders import encode_with_model
@@ -89,7 +90,7 @@ def score_manifest(params: Params, manifest: Path, ckpt: dict[str, Any], test_id
     y = np.array([classes.index(label) for label in rows[LABEL]])
     in_test = rows[ID].isin(test_ids).to_numpy()
     report = {"manifest": str(manifest), "rows": int(len(rows) + len(rejects)), "rejected": int(len(rejects)),
-              "rejects_by_reason": rejects["reason"].str.split(":").str[0].value_counts().to_dict(),
+              "rejects_by_reason": rejects_by_reason(rejects),
               "all": score_set(log_probs, y, has, len(classes))}
     if in_test.any():
         report["test_ids"] = score_set({k: v[in_test] for k, v in log_probs.items()}, y[in_test],

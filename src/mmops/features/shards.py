@@ -4,6 +4,7 @@ cache in the manifest's order. `stages.featurize` is the same code with one shar
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -83,3 +84,10 @@ def merge(parts: Sequence[FeatureCache]) -> FeatureCache:
         {m: torch.cat([part.present[m] for part in parts]) for m in first.present},
         dict(first.encoders),
     )
+
+
+def encode_manifest(params: Params, rows: pd.DataFrame, root: Path, device: str | None = None) -> FeatureCache:
+    """Features of `rows` (media under `root`) from the same encoders, and the same code, as
+    the featurize stage."""
+    local = dataclasses.replace(params, data=dataclasses.replace(params.data, root=Path(root)))
+    return encode_shard(local, rows, device)

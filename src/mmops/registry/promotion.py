@@ -22,7 +22,7 @@ from mlflow.exceptions import MlflowException
 
 from mmops.config import Params
 from mmops.data.clean import hash_column
-from mmops.data.drift import read_rows
+from mmops.data.clean import read_rows
 from mmops.data.manifest import ID, LABEL
 from mmops.data.split import near_duplicate_links
 from mmops.data.versioning import data_md5

@@ -10,7 +10,7 @@ import pandas as pd
 
 from mmops import artifacts
 from mmops.config import Layout, Params
-from mmops.data.clean import clean_manifest, hash_column, over_budget, shared_files
+from mmops.data.clean import clean_manifest, hash_column, over_budget, read_rows, rejects_by_reason, shared_files
 from mmops.data.manifest import LABEL, read_manifest, require_columns, source_names
 from mmops.data.split import SPLITS, assign_splits
 from mmops.data.suites import check_cleaned
@@ -83,7 +83,7 @@ def clean(params: Params, layout: Layout) -> dict[str, Any]:
         "rows": len(frame),
         "kept": len(kept),
         "rejected": len(rejects),
-        "rejected_by_reason": rejects["reason"].str.split(":").str[0].value_counts().to_dict(),
+        "rejected_by_reason": rejects_by_reason(rejects),
         "shared_media": {m.name: shared_files(kept[hash_column(m.name)]) for m in modalities if m.media},
     }
     artifacts.write_csv(layout.rejects, rejects)  # written either way: it is what to read when clean stops
@@ -134,7 +134,6 @@ def augment(params: Params, layout: Layout) -> dict[str, Any]:
     empty, so featurize and train see no views. A drawing set's rows that cleaning would reject
     are counted by reason; an absent set is an error."""
     from mmops.data.augment import MANIFEST, VIEWS, drawing_views, make_views, view_columns
-    from mmops.data.drift import read_rows
 
     modalities = build_modalities(params.modalities)
     frame = artifacts.read_csv(layout.split_manifest)
@@ -155,7 +154,7 @@ def augment(params: Params, layout: Layout) -> dict[str, Any]:
             parts.append(drawing_views(frame, modalities, params.data.root, name, drawn, manifest.parent,
                                        folder / VIEWS))
             drawings[name] = {"views": len(parts[-1]), "rejected": len(rejects),
-                              "rejects_by_reason": rejects["reason"].str.split(":").str[0].value_counts().to_dict()}
+                              "rejects_by_reason": rejects_by_reason(rejects)}
         views = pd.concat([p for p in parts if len(p)] or parts[:1], ignore_index=True)
         artifacts.write_csv(folder / MANIFEST, views)
     return {"views": len(views), "train_samples": int((frame["split"] == "train").sum()),

@@ -7,17 +7,16 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 import torch
 
 from mmops import artifacts
 from mmops.config import Layout, Params
-from mmops.data.manifest import ID, LABEL
-from mmops.data.split import SPLITS
+from mmops.data.manifest import ID
 from mmops.device import feature_dtype, pick_device
 from mmops.features import shards
 from mmops.features.cache import FeatureCache, check_encoders
+from mmops.features.splits import augmented_views, features_by_split
 from mmops.modalities import build_modalities
 
 if TYPE_CHECKING:
@@ -49,15 +48,6 @@ def rows_to_encode(layout: Layout) -> list[tuple[pd.DataFrame, Path | None]]:
     return [(artifacts.read_csv(layout.clean_manifest), None)] + ([(views, layout.augment / VIEWS)] if len(views) else [])
 
 
-def augmented_views(layout: Layout) -> pd.DataFrame:
-    """The augment stage's manifest of views; none where that stage has not run (featurize run
-    by hand right after clean): `dvc repro` always runs it first."""
-    from mmops.data.augment import MANIFEST
-
-    path = layout.augment / MANIFEST
-    return artifacts.read_csv(path) if path.exists() else pd.DataFrame(columns=[ID, LABEL, "split"])
-
-
 def check_feature_cache(cache: FeatureCache, parts: list[tuple[pd.DataFrame, Path | None]], params: Params,
                         layout: Layout) -> None:
     """The feature cache's suite over every row of `parts` (clean rows and views), written to
@@ -77,33 +67,12 @@ def check_feature_cache(cache: FeatureCache, parts: list[tuple[pd.DataFrame, Pat
     feature_drift(params, layout, cleaned, cache)
 
 
-def features_by_split(params: Params, layout: Layout, views: bool = False,
-                      ) -> tuple[FeatureCache, dict[str, dict[str, Any]], pd.DataFrame]:
-    """The cache, and per split its features, presence masks and label indices, aligned with
-    the split manifest's rows (returned). With `views`, the train split also has the augment
-    stage's views of its samples (after them)."""
-    frame = artifacts.read_csv(layout.split_manifest)
-    rows = pd.concat([frame, augmented_views(layout)], ignore_index=True) if views else frame
-    cache = FeatureCache.load(layout.features)
-    features, present = cache.align(list(rows[ID]), str(layout.features))
-    classes = list(params.data.labels)
-    labels = torch.tensor([classes.index(label) for label in rows[LABEL]])
-    by_split = {}
-    for name in SPLITS:
-        mask = torch.tensor((rows["split"] == name).to_numpy(), dtype=torch.bool)
-        if not mask.any():
-            raise ValueError(f"{layout.split_manifest}: the '{name}' split is empty; add data or change 'split' params")
-        by_split[name] = {"features": {m: t[mask] for m, t in features.items()},
-                          "present": {m: p[mask] for m, p in present.items()}, "target": labels[mask]}
-    return cache, by_split, frame
-
-
 def train(params: Params, layout: Layout, device: str | None = None, resume: bool = False) -> dict[str, Any]:
     """Train the fusion model named by `train.fusion` on the train split (model selection on val).
     Every epoch's state goes to `layout.train_checkpoint` (removed once the model is saved);
     `resume` continues a killed run from there. Under `torchrun`, data-parallel over its
     processes (`mmops.training.distributed`), rank 0 alone writing."""
-    from mmops.data.drift import build_profile, save_profile
+    from mmops.data.profile import build_profile, save_profile
     from mmops.models.checkpoint import checkpoint
     from mmops.training import distributed
     from mmops.training.train import fit
@@ -150,29 +119,13 @@ def _finetune(params: Params, layout: Layout, cache: FeatureCache, data: dict[st
     and the drawing sets' views of them (all augmented on the fly; the augment stage's augmented
     views are for the frozen mode). The result, the encoders' identities (a tuned one's with its
     weights' hash), the tuned weights and the number of training rows."""
-    from mmops.data.augment import DRAWING, VIEWS
-    from mmops.training.finetune import Split, fit_finetune
+    from mmops.data.augment import VIEWS
+    from mmops.training.finetune import finetune_splits, fit_finetune
 
     tuned = [m for m in modalities if m.trainable() is not None]
     if not tuned:
         raise ValueError("train.mode finetune: none of the modalities has an encoder that can be trained")
-    splits = {}
-    views = augmented_views(layout)
-    drawn = views[views[DRAWING] != ""] if DRAWING in views else views.iloc[:0]
-    for name in ("train", "val"):
-        rows = frame[frame["split"] == name]
-        d = data[name]
-        keep = list(range(len(rows)))  # the split's own rows come first; the views after them
-        roots = [Path(params.data.root)] * len(rows)
-        if name == "train" and len(drawn):
-            keep += list(len(rows) + views.index.get_indexer(drawn.index))  # views' positions after the rows
-            roots += [layout.augment / VIEWS] * len(drawn)
-            rows = pd.concat([rows, drawn], ignore_index=True)
-        pick = torch.tensor(keep, dtype=torch.long)
-        splits[name] = Split(ids=list(rows[ID]), values={m.name: list(rows[m.name]) for m in tuned},
-                             features={m: t[pick] for m, t in d["features"].items()},
-                             present={m: p[pick] for m, p in d["present"].items()}, target=d["target"][pick],
-                             roots=roots)
+    splits = finetune_splits(frame, augmented_views(layout), data, tuned, Path(params.data.root), layout.augment / VIEWS)
     augment = params.augment if params.augment.enabled else None
     result = fit_finetune(splits["train"], splits["val"], tuned, len(params.data.labels), params.train, augment,
                           params.data.root, device, checkpoint=layout.train_checkpoint, resume=resume, job=job)
@@ -191,6 +144,7 @@ def evaluate(params: Params, layout: Layout) -> dict[str, Any]:
     from mmops.evaluation.bootstrap import Resampler
     from mmops.evaluation.metrics import score_models
     from mmops.evaluation.retrieval import retrieval_scores
+    from mmops.evaluation.tables import evaluation_tables
     from mmops.models.checkpoint import model_from_checkpoint
     from mmops.models.encoders import encode_with_model
     from mmops.models.predict import predict_subsets
@@ -230,7 +184,11 @@ def evaluate(params: Params, layout: Layout) -> dict[str, Any]:
         with torch.no_grad():
             metrics["retrieval"] = retrieval_scores(model.alignment(out.embeddings), test["present"])
     artifacts.write_json(layout.metrics, metrics)
-    _write_tables(layout, test_rows, y, log_probs, present, classes)
+    tables = evaluation_tables(test_rows, y, log_probs, present, classes, DECIMALS)
+    artifacts.write_csv(layout.confusion, tables["confusion"])
+    artifacts.write_csv(layout.calibration, tables["calibration"])
+    artifacts.write_csv(layout.per_class, tables["per_class"])
+    artifacts.write_csv(layout.predictions, tables["predictions"])
     return metrics
 
 
@@ -261,30 +219,3 @@ def shift(params: Params, layout: Layout) -> dict[str, Any]:
     columns = ["scored", "set", "rows", "model", "samples", "accuracy", "macro_f1", "ece"]
     artifacts.write_csv(layout.shift_scores, pd.DataFrame(list(table_rows(report)), columns=columns).round(DECIMALS))
     return report
-
-
-def _write_tables(layout: Layout, test_rows: pd.DataFrame, y: Any, log_probs: dict[str, Any],
-                  present: dict[str, Any], classes: list[str]) -> None:
-    """evaluate's tables: the confusion rows, calibration and per-class tables (committed, for
-    `dvc plots`, so rounded like the training curves) and each test row's answers, where a
-    modality a row lacks has no answer."""
-    from mmops.evaluation.calibration import reliability
-    from mmops.evaluation.metrics import confusion_rows, per_class
-    from mmops.models.fusion import FUSED
-
-    answer = {name: lp.argmax(1) for name, lp in log_probs.items()}
-    confidence = {name: np.exp(lp).max(1) for name, lp in log_probs.items()}
-    has = {name: present.get(name, np.ones(len(y), bool)) for name in log_probs}
-    artifacts.write_csv(layout.confusion, confusion_rows(y, answer[FUSED], classes))
-    artifacts.write_csv(layout.calibration, reliability(confidence[FUSED], answer[FUSED] == y).round(DECIMALS))
-    table = pd.DataFrame({"class": classes})
-    for name in [n for n in log_probs if has[n].any()]:  # each model's precision, recall and F1 side by side
-        scored = per_class(y[has[name]], answer[name][has[name]], classes).drop(columns=["class", "support"])
-        table = table.join(scored.add_prefix(f"{name}_"))
-    table["support"] = per_class(y, answer[FUSED], classes)["support"]
-    artifacts.write_csv(layout.per_class, table.round(DECIMALS))
-    artifacts.write_csv(layout.predictions, pd.DataFrame({
-        ID: test_rows[ID].to_numpy(), LABEL: test_rows[LABEL].to_numpy(),
-        **{f"pred_{n}": np.where(has[n], [classes[i] for i in answer[n]], "") for n in log_probs},
-        **{f"confidence_{n}": np.where(has[n], confidence[n].round(DECIMALS), np.nan) for n in log_probs},
-    }))

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -32,7 +33,8 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
 from mmops.config import AugmentParams, TrainParams
-from mmops.data.augment import view_seed
+from mmops.data.augment import DRAWING, view_seed
+from mmops.data.manifest import ID
 from mmops.modalities.base import Modality, Weights, present
 from mmops.models.fusion import FUSED, Features, FusionModel, Mask
 from mmops.models.predict import predict
@@ -64,6 +66,32 @@ class FineTuned:
     encoders: dict[str, Weights]  # the kept epoch's weights of each tuned encoder
     best_epoch: int
     history: list[dict[str, float]] = field(default_factory=list)
+
+
+def finetune_splits(frame: pd.DataFrame, views: pd.DataFrame, data: dict[str, dict[str, Any]],
+                    tuned: list[Modality], root: Path, views_root: Path) -> dict[str, Split]:
+    """The train and val splits to fine-tune on: each split's rows of `frame` (the split
+    manifest; media under `root`), and for train, after them, the drawing sets' views of its
+    samples among the augment stage's `views` (media under `views_root`); the other views are
+    for the frozen mode, as fine-tuning augments on the fly. `data` holds each split's cached
+    features, presence masks and labels, aligned with `frame`'s rows and then (train) `views`."""
+    drawn = views[views[DRAWING] != ""] if DRAWING in views else views.iloc[:0]
+    splits = {}
+    for name in ("train", "val"):
+        rows = frame[frame["split"] == name]
+        d = data[name]
+        keep = list(range(len(rows)))  # the split's own rows come first; the views after them
+        roots = [root] * len(rows)
+        if name == "train" and len(drawn):
+            keep += list(len(rows) + views.index.get_indexer(drawn.index))  # views' positions after the rows
+            roots += [views_root] * len(drawn)
+            rows = pd.concat([rows, drawn], ignore_index=True)
+        pick = torch.tensor(keep, dtype=torch.long)
+        splits[name] = Split(ids=list(rows[ID]), values={m.name: list(rows[m.name]) for m in tuned},
+                             features={m: t[pick] for m, t in d["features"].items()},
+                             present={m: p[pick] for m, p in d["present"].items()}, target=d["target"][pick],
+                             roots=roots)
+    return splits
 
 
 class _Inputs(Dataset):

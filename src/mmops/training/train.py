@@ -8,7 +8,6 @@ import copy
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
 from pathlib import Path
 
 import torch

@@ -19,9 +19,11 @@ from PIL import Image, ImageOps
 
 from mmops.config import Params
 from mmops.data import drift, sample
-from mmops.data.clean import hash_column
+from mmops.data.clean import hash_column, read_rows
+from mmops.data.profile import build_profile, load_profile, save_profile
 from mmops.data.split import assign_splits
 from mmops.features.cache import FeatureCache
+from mmops.features.shards import encode_manifest
 from tests.conftest import REPO, make_params, modalities_of, subset_of_sample
 
 PER_CLASS = 40  # 360 rows: enough for the feature test to see new art, small enough to encode in seconds
@@ -40,9 +42,9 @@ class Reference:
 
 def _encoded(root: Path) -> tuple[pd.DataFrame, FeatureCache]:
     params = make_params(root)
-    rows, rejects = drift.read_rows(params, root / "metadata.csv")
+    rows, rejects = read_rows(params, root / "metadata.csv")
     assert rejects.empty
-    return rows, drift.encode_manifest(params, rows, root, device="cpu")
+    return rows, encode_manifest(params, rows, root, device="cpu")
 
 
 def _split(params: Params, rows: pd.DataFrame) -> pd.DataFrame:
@@ -55,7 +57,7 @@ def reference(sample_dir: Path, tmp_path_factory) -> Reference:
     params = make_params(root)
     rows, features = _encoded(root)
     rows = _split(params, rows)
-    profile = drift.build_profile(rows[rows["split"] == "train"], features, root, modalities_of(params))
+    profile = build_profile(rows[rows["split"] == "train"], features, root, modalities_of(params))
     return Reference(root, params, rows, features, profile)
 
 
@@ -102,11 +104,11 @@ def test_vendor_sample_is_never_built_into_data_or_an_existing_folder(tmp_path: 
 def test_a_removed_class_is_flagged_and_named(sample_dir: Path, tmp_path: Path):
     root = subset_of_sample(sample_dir, tmp_path / "data", PER_CLASS)
     params = make_params(root)
-    rows, _ = drift.read_rows(params, root / "metadata.csv")
+    rows, _ = read_rows(params, root / "metadata.csv")
     rows = _split(params, rows)
     train = rows[rows["split"] == "train"]
     share = (train["label"] == "Flags").mean()
-    profile = drift.build_profile(train, None, root, modalities_of(params))  # no features: the cheap checks
+    profile = build_profile(train, None, root, modalities_of(params))  # no features: the cheap checks
 
     report = drift.compare(profile, rows[rows["label"] != "Flags"], None, root, modalities_of(params))
 
@@ -120,7 +122,7 @@ def test_a_removed_class_is_flagged_and_named(sample_dir: Path, tmp_path: Path):
 @pytest.mark.slow
 def test_held_out_rows_of_the_same_data_do_not_drift(reference: Reference, tmp_path: Path):
     # the profile goes through its file, as the pipeline stores it
-    profile = drift.load_profile(drift.save_profile(tmp_path / "reference.json", reference.profile))
+    profile = load_profile(save_profile(tmp_path / "reference.json", reference.profile))
     held_out = reference.rows[reference.rows["split"] != "train"]
 
     report = drift.compare(profile, held_out, reference.features, reference.root, modalities_of(reference.params))
@@ -169,10 +171,10 @@ def small(sample_dir: Path, tmp_path: Path):
     of the train rows without features."""
     root = subset_of_sample(sample_dir, tmp_path / "data", 10)
     params = make_params(root)
-    rows, _ = drift.read_rows(params, root / "metadata.csv")
+    rows, _ = read_rows(params, root / "metadata.csv")
     rows = _split(params, rows)
     train = rows[rows["split"] == "train"]
-    return root, params, rows, drift.build_profile(train, None, root, modalities_of(params))
+    return root, params, rows, build_profile(train, None, root, modalities_of(params))
 
 
 def test_only_rows_the_reference_has_not_seen_are_compared(small):
@@ -229,7 +231,7 @@ def test_training_profiles_its_train_split_but_knows_every_row_of_its_data_versi
     root, params, rows, _ = small
     train = rows[rows["split"] == "train"]
     # val and test rows are not new data either: only rows added since are compared
-    profile = drift.build_profile(train, None, root, modalities_of(params), seen=rows)
+    profile = build_profile(train, None, root, modalities_of(params), seen=rows)
 
     assert profile["rows"] == len(train) and profile["row_identity"]["sample_ids"] == list(rows["sample_id"])
     assert drift.compare(profile, rows, None, root, modalities_of(params)).nothing_new
@@ -331,7 +333,7 @@ def test_featurize_records_the_classifier_test_on_the_rows_the_reference_has_not
     train = (rows["split"] == "train").to_numpy()
     # the new rows' images moved, their texts did not
     cache = _cache(list(rows["sample_id"]), {"image": np.where(train, 0.0, 3.0), "text": np.zeros(len(rows))})
-    drift.save_profile(layout.reference, drift.build_profile(rows[train], cache, root, modalities_of(params)))
+    save_profile(layout.reference, build_profile(rows[train], cache, root, modalities_of(params)))
 
     recorded = drift.feature_drift(params, layout, rows, cache)
 
@@ -348,7 +350,7 @@ def test_featurize_records_why_features_of_other_encoders_are_not_compared(small
     root, params, rows, _ = small
     layout = Layout(tmp_path / "artifacts")
     zero = {"image": np.zeros(len(rows)), "text": np.zeros(len(rows))}
-    drift.save_profile(layout.reference, drift.build_profile(rows, _cache(list(rows["sample_id"]), zero), root,
+    save_profile(layout.reference, build_profile(rows, _cache(list(rows["sample_id"]), zero), root,
                                                              modalities_of(params)))
     other = _cache(list(rows["sample_id"]), zero, {m: {"name": "another", "dtype": "float32"} for m in zero})
 
@@ -379,8 +381,8 @@ def google_reference(sample_dir: Path, tmp_path: Path):
     google = subset_of_sample(sample_dir, tmp_path / "google", 10)
     layout = Layout(tmp_path / "artifacts")
     params = make_params(google)
-    rows, _ = drift.read_rows(params, google / "metadata.csv")
-    drift.save_profile(layout.reference, drift.build_profile(rows, None, google, modalities_of(params)))
+    rows, _ = read_rows(params, google / "metadata.csv")
+    save_profile(layout.reference, build_profile(rows, None, google, modalities_of(params)))
     return google, layout, params
 
 
@@ -463,7 +465,7 @@ def test_mmops_drift_names_what_moved_on_twitter_art_and_exits_3(reference: Refe
     from mmops.cli import main
 
     root = subset_of_sample(twitter_dir, tmp_path / "twitter", PER_CLASS)
-    profile = drift.save_profile(tmp_path / "reference.json", reference.profile)
+    profile = save_profile(tmp_path / "reference.json", reference.profile)
     params_file = tmp_path / "params.yaml"
     params_file.write_text(yaml.safe_dump(reference.params.to_dict()))
 
