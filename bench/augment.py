@@ -27,15 +27,14 @@ import torch
 from mmops import artifacts
 from mmops.config import ID, LABEL, Layout, load_params
 from mmops.data.augment import make_views
-from mmops.features.shards import encode_manifest
+from mmops.data.split_features import features_by_split
 from mmops.evaluation.bootstrap import Resampler
 from mmops.evaluation.metrics import score_models
 from mmops.features.cache import FeatureCache
-from mmops.features.shards import encode_shard
+from mmops.features.shards import encode_manifest, encode_shard
 from mmops.modalities import build_modalities
 from mmops.models.fusion import FUSED
 from mmops.models.predict import predict
-from mmops.features.splits import features_by_split
 from mmops.training.train import fit
 
 CPU = torch.device("cpu")

@@ -28,12 +28,12 @@ from sklearn.preprocessing import StandardScaler
 from torch.nn import functional as F
 
 from mmops.config import Layout, load_params
+from mmops.data.split_features import features_by_split
 from mmops.evaluation.bootstrap import Resampler
 from mmops.evaluation.metrics import score_models
 from mmops.evaluation.retrieval import retrieval_scores
 from mmops.models.fusion import FUSED, FUSIONS
 from mmops.models.predict import predict
-from mmops.features.splits import features_by_split
 from mmops.training.train import fit
 
 CPU = torch.device("cpu")

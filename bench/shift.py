@@ -30,13 +30,13 @@ import torch
 
 from mmops.config import ID, LABEL, Layout, load_params
 from mmops.data.clean import read_rows
-from mmops.features.shards import encode_manifest
+from mmops.data.split_features import features_by_split
 from mmops.evaluation.bootstrap import Resampler, interval
 from mmops.evaluation.crossval import grouped_folds, pool, take
 from mmops.evaluation.shift import score_set
+from mmops.features.shards import encode_manifest
 from mmops.models.fusion import FUSIONS
 from mmops.models.predict import predict
-from mmops.features.splits import features_by_split
 from mmops.training.train import fit
 
 CPU = torch.device("cpu")

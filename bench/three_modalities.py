@@ -41,12 +41,12 @@ from sklearn.metrics import f1_score
 from torch.nn import functional as F
 
 from mmops.config import Layout, load_params
+from mmops.data.split_features import features_by_split
 from mmops.evaluation.bootstrap import Resampler, interval
 from mmops.evaluation.crossval import grouped_folds, pool, take
 from mmops.models.fusion import FUSED, FUSIONS
 from mmops.models.fusion.parts import subsets
 from mmops.models.predict import predict
-from mmops.features.splits import features_by_split
 from mmops.training.train import fit
 
 CPU = torch.device("cpu")

@@ -74,7 +74,7 @@ def test_evaluate_reports_each_models_ece_before_and_after_the_temperatures_fitt
     from mmops.evaluation.calibration import expected_calibration_error
     from mmops.models.checkpoint import model_from_checkpoint
     from mmops.models.predict import predict
-    from mmops.features.splits import features_by_split
+    from mmops.data.split_features import features_by_split
 
     params, layout, ids, labels = crafted
     stages.train(params, layout, device="cpu")

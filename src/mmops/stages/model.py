@@ -13,10 +13,10 @@ import torch
 from mmops import artifacts
 from mmops.config import Layout, Params
 from mmops.data.manifest import ID
+from mmops.data.split_features import augmented_views, features_by_split
 from mmops.device import feature_dtype, pick_device
 from mmops.features import shards
 from mmops.features.cache import FeatureCache, check_encoders
-from mmops.features.splits import augmented_views, features_by_split
 from mmops.modalities import build_modalities
 
 if TYPE_CHECKING:

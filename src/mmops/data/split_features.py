@@ -1,5 +1,5 @@
-"""The pipeline's rows and their cached features, by split: what training, evaluation and the
-bench scripts read once featurize has run."""
+"""The pipeline's rows and their cached features, by split (the split manifest aligned with the
+feature cache): what training, evaluation and the bench scripts read once featurize has run."""
 
 from __future__ import annotations
 
