@@ -7,11 +7,15 @@ pyfunc model, with its own encoder) the Twitter renderings of the same test ids
     .venv/bin/python bench/finetune.py                                   # after `make run`
     .venv/bin/python bench/finetune.py --settings frozen finetune:5:0.5 finetune:5:0
     .venv/bin/python bench/finetune.py --settings finetune:5:0.5 finetune:5:0.5:openmoji
+    .venv/bin/python bench/finetune.py --settings finetune:5:0.5:openmoji finetune:5:0.5:openmoji:twitter
 
 A setting is `frozen`, or `finetune:<epochs>:<image augmentation strength>` (0: none), either
 optionally followed by `:<drawing sets>` (comma-separated names of `--drawings`; `augment.drawings`): those
 artists' drawings of the training emoji join fine-tuning, so the augment and featurize stages
-run again in the scratch copy (minutes). The Twitter set is never among them.
+run again in the scratch copy (minutes). The Twitter set is never among them. A fine-tuning
+setting may end in `:<selection sets>` (names of `shift.sets`; `train.select_on`): those sets'
+drawings of the **val** ids help choose the epoch (`finetune:5:0.5::twitter` without drawings).
+The test ids, which the table reports on, are never among them.
 """
 
 from __future__ import annotations
@@ -39,12 +43,12 @@ def configure(params, setting: str, sets: dict[str, str]):
         drawings = {name: sets[name] for name in rest[0].split(",")} if rest else {}
         return dataclasses.replace(params, train=dataclasses.replace(params.train, mode="frozen"),
                                    augment=dataclasses.replace(params.augment, drawings=drawings))
-    epochs, strength, *drawn = rest
-    drawings = {name: sets[name] for name in drawn[0].split(",")} if drawn else {}
+    epochs, strength, drawn, select = (*rest, "", "")[:4]
+    drawings = {name: sets[name] for name in drawn.split(",")} if drawn else {}
     augment = dataclasses.replace(params.augment, enabled=float(strength) > 0, drawings=drawings,
                                   strength={**params.augment.strength, "image": float(strength)})
     return dataclasses.replace(params, augment=augment, train=dataclasses.replace(
-        params.train, mode="finetune", finetune_epochs=int(epochs)))
+        params.train, mode="finetune", finetune_epochs=int(epochs), select_on=tuple(filter(None, select.split(",")))))
 
 
 def main() -> None:
@@ -88,10 +92,12 @@ def main() -> None:
             seconds = time.perf_counter() - start
             if params.train.mode == "finetune":  # what each epoch learned, and which one was kept
                 history = pd.read_csv(layout.history)
-                for row in history.itertuples():
-                    print(f"    epoch {row.epoch}: train loss {row.train_loss:.3f}, val loss {row.val_loss:.3f}, "
-                          f"val acc fused {row.val_acc:.3f} / "
-                          f"image {row.val_acc_image:.3f}", flush=True)
+                for row in history.to_dict("records"):
+                    chosen = "".join(f"; {n}'s val ids: loss {row[f'select_{n}_loss']:.3f}, acc fused "
+                                     f"{row[f'select_{n}_acc']:.3f} / image {row[f'select_{n}_acc_image']:.3f}"
+                                     for n in params.train.select_on)
+                    print(f"    epoch {row['epoch']}: train loss {row['train_loss']:.3f}, val loss {row['val_loss']:.3f}, "
+                          f"val acc fused {row['val_acc']:.3f} / image {row['val_acc_image']:.3f}{chosen}", flush=True)
                 print(f"    kept epoch {trained['best_epoch']}", flush=True)
             sample = stages.evaluate(params, layout)["test"]
             served = MultimodalClassifier()

@@ -225,6 +225,18 @@ MUTATIONS = {
         'in_test = ~rows[ID].isin(test_ids).to_numpy()',
         "tests/unit/test_shift_stage.py::test_shift_scores_fused_and_each_modality_on_all_rows_and_on_the_test_splits_ids",
     ),
+    "fine-tuning chooses its epoch on the val split alone, whatever train.select_on says": (
+        "src/mmops/training/finetune.py",
+        'return sum([row["val_loss"], *(row[f"select_{name}_loss"] for name in sets)]) / (1 + len(sets))',
+        'return row["val_loss"]',
+        "tests/unit/training/test_finetune.py::test_select_on_chooses_the_epoch_on_the_val_split_and_a_sets_drawings_of_the_val_ids",
+    ),
+    "a selection set's train and test ids join the choice of epoch": (
+        "src/mmops/training/finetune.py",
+        "rows = rows[rows[ID].isin(val_ids)].reset_index(drop=True)",
+        "rows = rows.reset_index(drop=True)",
+        "tests/unit/training/test_finetune.py::test_select_on_chooses_the_epoch_on_the_val_split_and_a_sets_drawings_of_the_val_ids",
+    ),
 }
 
 COPIED = ("src", "tests", "params.yaml", "dvc.yaml", "data.dvc", "constraints.txt", "pyproject.toml",

@@ -151,3 +151,12 @@ def test_drawing_sets_are_relative_to_the_params_files_folder_like_the_data(tmp_
     (tmp_path / "sub" / "params.yaml").write_text(yaml.safe_dump(raw))
     params = load_params(tmp_path / "sub" / "params.yaml")
     assert params.augment.drawings == {"openmoji": str(tmp_path / "sub" / "styles" / "openmoji" / "metadata.csv")}
+
+
+def test_select_on_names_shift_sets_and_needs_fine_tuning():
+    tuned = {"mode": "finetune", "select_on": ["twitter"]}
+    assert params_from_dict(repo_params(train=tuned)).train.select_on == ("twitter",)
+    with pytest.raises(ValueError, match="'train.select_on' names vendor, not in 'shift.sets'"):
+        params_from_dict(repo_params(train={**tuned, "select_on": ["vendor"]}))
+    with pytest.raises(ValueError, match="select_on chooses a fine-tuned epoch: it needs train.mode finetune"):
+        params_from_dict(repo_params(train={"select_on": ["twitter"]}))

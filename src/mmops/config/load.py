@@ -64,7 +64,7 @@ def params_from_dict(raw: dict[str, Any], base: Path = Path(".")) -> Params:
     )
     if data_raw:
         raise ValueError(f"params.yaml: unknown key(s) in 'data': {', '.join(sorted(data_raw))}")
-    return Params(
+    params = Params(
         data=data,
         modalities=_modalities(raw.get("modalities"), data.columns),
         clean=build_section(CleanParams, raw.get("clean"), "clean"),
@@ -79,6 +79,10 @@ def params_from_dict(raw: dict[str, Any], base: Path = Path(".")) -> Params:
         drift=build_section(DriftParams, raw.get("drift"), "drift"),
         shift=_shift(raw.get("shift"), base),
     )
+    unknown = sorted(set(params.train.select_on) - set(params.shift.sets))
+    if unknown:
+        raise ValueError(f"params.yaml: 'train.select_on' names {', '.join(unknown)}, not in 'shift.sets'")
+    return params
 
 
 def _augment(raw: Any, base: Path) -> AugmentParams:

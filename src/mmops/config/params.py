@@ -141,6 +141,11 @@ class TrainParams:
     encoder_lr: float = 1e-4
     finetune_epochs: int = 5
     workers: int = 0  # DataLoader worker processes that load and augment inputs (finetune)
+    # Sets of `shift.sets` whose rows with a val-split id join the validation split when
+    # fine-tuning chooses its epoch (the mean of each one's fused loss and the val split's): the
+    # same emoji drawn another way, so the encoder kept is the one that reads both styles. Only
+    # val ids: a set's test ids stay for reporting.
+    select_on: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or not 0 <= self.modality_dropout < 1:
@@ -157,6 +162,8 @@ class TrainParams:
             raise ValueError("params.yaml: train needs encoder_lr > 0, finetune_epochs >= 1, workers >= 0")
         if not all(isinstance(v, dict) for v in self.fusions.values()):
             raise ValueError("params.yaml: train.fusions maps each method to its options (a mapping)")
+        if self.select_on and self.mode != "finetune":
+            raise ValueError("params.yaml: train.select_on chooses a fine-tuned epoch: it needs train.mode finetune")
 
 
 @dataclass(frozen=True)

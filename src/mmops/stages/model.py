@@ -117,18 +117,23 @@ def _finetune(params: Params, layout: Layout, cache: FeatureCache, data: dict[st
               job: Dist) -> tuple[Any, dict[str, Any], dict[str, Any], int]:
     """`train.mode: finetune`: the trainable encoders tuned with the head on the split's own rows
     and the drawing sets' views of them (all augmented on the fly; the augment stage's augmented
-    views are for the frozen mode). The result, the encoders' identities (a tuned one's with its
+    views are for the frozen mode); the epoch chosen on the val split and, with `train.select_on`,
+    those sets' renderings of the val ids. The result, the encoders' identities (a tuned one's with its
     weights' hash), the tuned weights and the number of training rows."""
     from mmops.data.augment import VIEWS
-    from mmops.training.finetune import finetune_splits, fit_finetune
+    from mmops.training.finetune import finetune_splits, fit_finetune, selection_split
 
     tuned = [m for m in modalities if m.trainable() is not None]
     if not tuned:
         raise ValueError("train.mode finetune: none of the modalities has an encoder that can be trained")
     splits = finetune_splits(frame, augmented_views(layout), data, tuned, Path(params.data.root), layout.augment / VIEWS)
+    val_ids = set(splits["val"].ids)
+    select = {name: selection_split(params, Path(params.shift.sets[name]), val_ids, tuned, device)
+              for name in params.train.select_on}
     augment = params.augment if params.augment.enabled else None
     result = fit_finetune(splits["train"], splits["val"], tuned, len(params.data.labels), params.train, augment,
-                          params.data.root, device, checkpoint=layout.train_checkpoint, resume=resume, job=job)
+                          params.data.root, device, checkpoint=layout.train_checkpoint, resume=resume, job=job,
+                          select=select)
     encoders = dict(cache.encoders)
     for m in tuned:
         made = cache.encoders[m.name]  # the precision and device kind featurize used: evaluate and serving follow

@@ -9,7 +9,9 @@ emoji are no ImageNet; no stochastic depth), only its weights learn; the encoder
 learns at `train.encoder_lr` and the already trained head at a tenth of `train.lr`, so the
 encoder adapts without forgetting. Model selection is the frozen path's: after each epoch the validation split is
 encoded by the current encoder, the head completed as served, and the epoch with the lowest
-fused validation loss kept, its encoder weights with it.
+fused validation loss kept, its encoder weights with it. `train.select_on` adds other
+renderings of the val ids (say Twitter's drawings) to that choice, each set weighing as much as
+the val split: the epoch kept is then the one that reads both styles best.
 
 On CUDA: bf16 autocast, pinned memory, `train.workers` loader processes, cuDNN autotuning (the
 inputs have one size); on the CPU, float32.
@@ -32,9 +34,11 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
-from mmops.config import AugmentParams, TrainParams
+from mmops.config import AugmentParams, Params, TrainParams
 from mmops.data.augment import DRAWING, view_seed
-from mmops.data.manifest import ID
+from mmops.data.clean import read_rows
+from mmops.data.manifest import ID, LABEL
+from mmops.features.shards import encode_manifest
 from mmops.modalities.base import Modality, Weights, present
 from mmops.models.fusion import FUSED, Features, FusionModel, Mask
 from mmops.models.predict import predict
@@ -66,6 +70,8 @@ class FineTuned:
     encoders: dict[str, Weights]  # the kept epoch's weights of each tuned encoder
     best_epoch: int
     history: list[dict[str, float]] = field(default_factory=list)
+    # what chose the epoch: [the probed head's, epoch 1's, ...]; the lowest is kept
+    selection_losses: list[float] = field(default_factory=list)
 
 
 def finetune_splits(frame: pd.DataFrame, views: pd.DataFrame, data: dict[str, dict[str, Any]],
@@ -92,6 +98,22 @@ def finetune_splits(frame: pd.DataFrame, views: pd.DataFrame, data: dict[str, di
                              present={m: p[pick] for m, p in d["present"].items()}, target=d["target"][pick],
                              roots=roots)
     return splits
+
+
+def selection_split(params: Params, manifest: Path, val_ids: set[str], tuned: list[Modality],
+                    device: torch.device) -> Split:
+    """The rows of a labelled set (`train.select_on`, a manifest of `shift.sets`) whose ids are
+    in the val split, by cleaning's rules, with every modality's features from featurize's code
+    (a tuned modality's are made again each epoch by the encoder being tuned)."""
+    rows, _ = read_rows(params, manifest, labels=params.data.labels)
+    rows = rows[rows[ID].isin(val_ids)].reset_index(drop=True)
+    if rows.empty:
+        raise ValueError(f"train.select_on: {manifest} has no usable row with an id of the val split")
+    features, present = encode_manifest(params, rows, manifest.parent, str(device)).align(list(rows[ID]), str(manifest))
+    classes = list(params.data.labels)
+    return Split(ids=list(rows[ID]), values={m.name: list(rows[m.name]) for m in tuned}, features=features,
+                 present=present, target=torch.tensor([classes.index(label) for label in rows[LABEL]]),
+                 roots=[manifest.parent] * len(rows))
 
 
 class _Inputs(Dataset):
@@ -199,6 +221,18 @@ def _train_epoch(step: nn.Module, model: Tuned, optimizer: torch.optim.Optimizer
     return totals
 
 
+def _scores(log_probs: dict[str, torch.Tensor], split: Split, prefix: str) -> dict[str, float]:
+    """`<prefix>_loss` and `<prefix>_acc` of the fused output on every row of `split`, and of each
+    modality alone (`<prefix>_loss_<modality>`, ...) on the rows that have it."""
+    row: dict[str, float] = {}
+    for name in (FUSED, *(m for m in split.present if m in log_probs)):
+        suffix = "" if name == FUSED else f"_{name}"
+        rows = torch.ones_like(split.target, dtype=torch.bool) if name == FUSED else split.present[name].cpu()
+        row[f"{prefix}_loss{suffix}"] = float(F.nll_loss(log_probs[name][rows], split.target[rows]))
+        row[f"{prefix}_acc{suffix}"] = float((log_probs[name][rows].argmax(1) == split.target[rows]).float().mean())
+    return row
+
+
 def _validate(model: Tuned, loader: DataLoader, val: Split, device: torch.device) -> tuple[FusionModel, Features,
                                                                                           dict[str, float]]:
     """The head completed as served (a copy, its validation step fitted) on the validation
@@ -207,23 +241,34 @@ def _validate(model: Tuned, loader: DataLoader, val: Split, device: torch.device
     features = _encode(model, loader, val, device)
     served = copy.deepcopy(head)
     served.fit_on_validation(predict(served, features, device, val.present).log_probs, val.target, val.present)
-    log_probs = predict(served, features, device, val.present).log_probs
+    return served, features, _scores(predict(served, features, device, val.present).log_probs, val, "val")
+
+
+def _select(model: Tuned, served: FusionModel, loaders: dict[str, DataLoader], sets: dict[str, Split],
+            device: torch.device) -> dict[str, float]:
+    """The `served` head's scores on each selection set, encoded by the current encoders."""
     row: dict[str, float] = {}
-    for name in (FUSED, *head.modalities):
-        suffix = "" if name == FUSED else f"_{name}"
-        rows = torch.ones_like(val.target, dtype=torch.bool) if name == FUSED else val.present[name].cpu()
-        row[f"val_loss{suffix}"] = float(F.nll_loss(log_probs[name][rows], val.target[rows]))
-        row[f"val_acc{suffix}"] = float((log_probs[name][rows].argmax(1) == val.target[rows]).float().mean())
-    return served, features, row
+    for name, split in sets.items():
+        features = _encode(model, loaders[name], split, device)
+        row.update(_scores(predict(served, features, device, split.present).log_probs, split, f"select_{name}"))
+    return row
+
+
+def _selection_loss(row: dict[str, float], sets: dict[str, Split]) -> float:
+    """What chooses the epoch: the fused validation loss, averaged with each selection set's."""
+    return sum([row["val_loss"], *(row[f"select_{name}_loss"] for name in sets)]) / (1 + len(sets))
 
 
 def fit_finetune(train: Split, val: Split, tuned: list[Modality], num_classes: int, params: TrainParams,
                  augment: AugmentParams | None, root: Path, device: torch.device,
-                 checkpoint: Path | None = None, resume: bool = False, job: Dist = Dist()) -> FineTuned:
+                 checkpoint: Path | None = None, resume: bool = False, job: Dist = Dist(),
+                 select: dict[str, Split] | None = None) -> FineTuned:
     """The head named by `params.fusion` trained on the cached features (the frozen mode), then
     the `tuned` modalities' encoders fine-tuned with it for `params.finetune_epochs`; the epoch
     whose served, fused prediction has the lowest validation loss is kept (head and encoders;
-    the probed head alone, as epoch 0, if no epoch beats it). Test data never enters here.
+    the probed head alone, as epoch 0, if no epoch beats it). With `select` (`train.select_on`:
+    other renderings of val ids), that loss is averaged with each selection set's. Test data
+    never enters here.
 
     With `checkpoint`, every fine-tuned epoch's whole state (head, encoders, optimiser,
     scheduler, random streams, the best epoch so far with its encoders) is written there; with
@@ -261,16 +306,22 @@ def fit_finetune(train: Split, val: Split, tuned: list[Modality], num_classes: i
         loader = DataLoader(train_inputs, shuffle=True, generator=generator, batch_size=params.batch_size, **loading)
     val_loader = DataLoader(_Inputs(val, transforms, root, None, train_inputs.blank), shuffle=False,
                             batch_size=params.batch_size, **loading)
+    select = select or {}
+    select_loaders = {name: DataLoader(_Inputs(split, transforms, root, None, train_inputs.blank), shuffle=False,
+                                       batch_size=params.batch_size, **loading) for name, split in select.items()}
+    # the probed head's own validation loss, and (pretrained encoders) its scores on the selection sets
+    probe = {"val_loss": probed.history[probed.best_epoch - 1]["val_loss"],
+             **_select(model, head, select_loaders, select, device)}
     step = training_step(model, job, device)
     history: list[dict[str, float]] = []
     best: dict[str, Any] = {"head": copy.deepcopy(head.state_dict()), "encoders": _weights(model),
-                            "val_features": val.features, "epoch": 0,
-                            "loss": probed.history[probed.best_epoch - 1]["val_loss"]}
+                            "val_features": val.features, "epoch": 0, "loss": _selection_loss(probe, select)}
     run = checkpoints.fingerprint(params, [*train.features.values(), *train.present.values(), train.target,
                                            *val.features.values(), *val.present.values(), val.target],
                                   extra=[train.ids, train.values, val.ids, val.values,
                                          dataclasses.asdict(augment) if augment else None,
-                                         {"processes": job.world_size}]) \
+                                         {"processes": job.world_size},
+                                         {name: [split.ids, split.values] for name, split in select.items()}]) \
         if checkpoint and job.main else ""
     checkpoint = checkpoint if job.main else None
     state = checkpoints.load(checkpoint, run) if checkpoint and resume else None
@@ -294,11 +345,11 @@ def fit_finetune(train: Split, val: Split, tuned: list[Modality], num_classes: i
             scheduler.step()
             served, val_features, scores = _validate(model, val_loader, val, device)
             row = {"epoch": epoch, **{k: totals[k] / max(totals["samples"], 1) for k in ("train_loss", "train_align_loss")},
-                   **scores}
+                   **scores, **_select(model, served, select_loaders, select, device)}
             history.append(row)
-            if row["val_loss"] < best["loss"]:
+            if _selection_loss(row, select) < best["loss"]:
                 best = {"head": copy.deepcopy(served.state_dict()), "encoders": _weights(model),
-                        "val_features": val_features, "epoch": epoch, "loss": row["val_loss"]}
+                        "val_features": val_features, "epoch": epoch, "loss": _selection_loss(row, select)}
             if checkpoint:
                 checkpoints.save(checkpoint, {
                     "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -310,13 +361,14 @@ def fit_finetune(train: Split, val: Split, tuned: list[Modality], num_classes: i
     job.check_in_sync(model)
     seconds, ran = time.perf_counter() - start, params.finetune_epochs - first + 1
     if job.main:
-        log.info("finetune %s (%s): %d epochs in %.1f s (%.1f samples/s on %s)%s%s; kept epoch %d (val loss %.4f; "
+        log.info("finetune %s (%s): %d epochs in %.1f s (%.1f samples/s on %s)%s%s; kept epoch %d (%s %.4f; "
                  "the probed head's %.4f)", params.fusion, ", ".join(parts), ran, seconds,
                  ran * len(train.ids) / max(seconds, 1e-9), device,
                  f", resumed after epoch {first - 1}" if first > 1 else "",
-                 f", {job.world_size} processes" if job.enabled else "", best["epoch"], best["loss"],
-                 probed.history[probed.best_epoch - 1]["val_loss"])
+                 f", {job.world_size} processes" if job.enabled else "", best["epoch"],
+                 f"val loss and {', '.join(select)}'s" if select else "val loss", best["loss"], _selection_loss(probe, select))
     head.load_state_dict(best["head"])
     # calibrated like the frozen mode, on the validation features of the encoders kept
     head.calibrate(predict(head, best["val_features"], device, val.present).log_probs, val.target, val.present)
-    return FineTuned(model=head.cpu().eval(), encoders=best["encoders"], best_epoch=best["epoch"], history=history)
+    return FineTuned(model=head.cpu().eval(), encoders=best["encoders"], best_epoch=best["epoch"], history=history,
+                     selection_losses=[_selection_loss(r, select) for r in (probe, *history)])

@@ -274,3 +274,37 @@ def test_fine_tuning_learns_from_a_drawing_sets_views_of_the_training_samples(tu
     train_rows = int((split["split"] == "train").sum())
     assert result["train_samples"] == 2 * train_rows  # Twitter drew every one of them
     assert roots.count(layout.augment / "views") == params.train.finetune_epochs * train_rows  # once an epoch
+
+
+def test_select_on_chooses_the_epoch_on_the_val_split_and_a_sets_drawings_of_the_val_ids(
+        tuned, twitter_dir, tmp_path, monkeypatch):
+    """train.select_on: each epoch (and the probe, epoch 0) is judged by the mean of the val
+    split's fused loss and the set's, on that set's rows of val ids only, and the lowest is kept."""
+    from mmops.training import finetune
+
+    params, layout, _ = tuned
+    layout = _copy(layout, tmp_path)
+    split = artifacts.read_csv(layout.split_manifest)
+    drawn = subset_of_sample(twitter_dir, tmp_path / "twitter", per_class=4, ids=set(split["sample_id"]))
+    # the default encoder rate: the fixture's wrecks the image, and fused then answers from the
+    # captions alone, the same in both sets
+    params = dataclasses.replace(params, shift=dataclasses.replace(params.shift, sets={"twitter": str(drawn / "metadata.csv")}),
+                                 train=dataclasses.replace(params.train, select_on=("twitter",), encoder_lr=0.0001))
+    seen, real = {}, finetune.fit_finetune
+
+    def spy(*args, **kw):
+        seen["select"], seen["result"] = kw["select"], real(*args, **kw)
+        return seen["result"]
+
+    monkeypatch.setattr(finetune, "fit_finetune", spy)
+    stages.train(params, layout, device="cpu")
+    val_ids = set(split.loc[split["split"] == "val", "sample_id"])
+    assert sorted(seen["select"]["twitter"].ids) == sorted(val_ids)  # Twitter drew them all; no train or test id
+    result = seen["result"]
+    assert {"select_twitter_loss", "select_twitter_acc", "select_twitter_acc_image"} <= set(pd.read_csv(layout.history))
+    history = pd.DataFrame(result.history)  # unrounded (history.csv keeps 4 decimals)
+    assert (history["select_twitter_loss"] - history["val_loss"]).abs().min() > 1e-3  # the drawings count
+    expected = (history["val_loss"] + history["select_twitter_loss"]) / 2
+    assert result.selection_losses[1:] == pytest.approx(expected.tolist())
+    assert result.best_epoch == min(range(len(result.selection_losses)), key=result.selection_losses.__getitem__)
+    assert artifacts.load_torch(layout.model)["epoch"] == result.best_epoch
