@@ -237,6 +237,12 @@ MUTATIONS = {
         "rows = rows.reset_index(drop=True)",
         "tests/unit/training/test_finetune.py::test_select_on_chooses_the_epoch_on_the_val_split_and_a_sets_drawings_of_the_val_ids",
     ),
+    "choosing an epoch on a selection set changes what is trained": (
+        "src/mmops/training/finetune.py",
+        "batch_size=params.batch_size, generator=torch.Generator(), **loading)",
+        "batch_size=params.batch_size, **loading)",
+        "tests/unit/training/test_finetune.py::test_select_on_changes_which_epoch_is_kept_not_what_is_trained",
+    ),
 }
 
 COPIED = ("src", "tests", "params.yaml", "dvc.yaml", "data.dvc", "constraints.txt", "pyproject.toml",

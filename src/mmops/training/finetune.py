@@ -307,8 +307,11 @@ def fit_finetune(train: Split, val: Split, tuned: list[Modality], num_classes: i
     val_loader = DataLoader(_Inputs(val, transforms, root, None, train_inputs.blank), shuffle=False,
                             batch_size=params.batch_size, **loading)
     select = select or {}
+    # their own generator: a loader draws a seed from torch's global stream each pass, and choosing
+    # must not change what is trained (with and without selection sets, the same epochs)
     select_loaders = {name: DataLoader(_Inputs(split, transforms, root, None, train_inputs.blank), shuffle=False,
-                                       batch_size=params.batch_size, **loading) for name, split in select.items()}
+                                       batch_size=params.batch_size, generator=torch.Generator(), **loading)
+                      for name, split in select.items()}
     # the probed head's own validation loss, and (pretrained encoders) its scores on the selection sets
     probe = {"val_loss": probed.history[probed.best_epoch - 1]["val_loss"],
              **_select(model, head, select_loaders, select, device)}

@@ -276,20 +276,26 @@ def test_fine_tuning_learns_from_a_drawing_sets_views_of_the_training_samples(tu
     assert roots.count(layout.augment / "views") == params.train.finetune_epochs * train_rows  # once an epoch
 
 
+def _selecting_on_twitter(tuned, twitter_dir, tmp_path):
+    """The fixture's params and a copy of its artifacts, with Twitter's drawings of the subset
+    as a shift set that `train.select_on` names, at the default encoder rate (the fixture's
+    wrecks the image, and fused then answers from the captions alone, the same in both sets)."""
+    params, layout, _ = tuned
+    layout = _copy(layout, tmp_path)
+    split = artifacts.read_csv(layout.split_manifest)
+    drawn = subset_of_sample(twitter_dir, tmp_path / "twitter", per_class=4, ids=set(split["sample_id"]))
+    params = dataclasses.replace(params, shift=dataclasses.replace(params.shift, sets={"twitter": str(drawn / "metadata.csv")}),
+                                 train=dataclasses.replace(params.train, select_on=("twitter",), encoder_lr=0.0001))
+    return params, layout, split
+
+
 def test_select_on_chooses_the_epoch_on_the_val_split_and_a_sets_drawings_of_the_val_ids(
         tuned, twitter_dir, tmp_path, monkeypatch):
     """train.select_on: each epoch (and the probe, epoch 0) is judged by the mean of the val
     split's fused loss and the set's, on that set's rows of val ids only, and the lowest is kept."""
     from mmops.training import finetune
 
-    params, layout, _ = tuned
-    layout = _copy(layout, tmp_path)
-    split = artifacts.read_csv(layout.split_manifest)
-    drawn = subset_of_sample(twitter_dir, tmp_path / "twitter", per_class=4, ids=set(split["sample_id"]))
-    # the default encoder rate: the fixture's wrecks the image, and fused then answers from the
-    # captions alone, the same in both sets
-    params = dataclasses.replace(params, shift=dataclasses.replace(params.shift, sets={"twitter": str(drawn / "metadata.csv")}),
-                                 train=dataclasses.replace(params.train, select_on=("twitter",), encoder_lr=0.0001))
+    params, layout, split = _selecting_on_twitter(tuned, twitter_dir, tmp_path)
     seen, real = {}, finetune.fit_finetune
 
     def spy(*args, **kw):
@@ -308,3 +314,13 @@ def test_select_on_chooses_the_epoch_on_the_val_split_and_a_sets_drawings_of_the
     assert result.selection_losses[1:] == pytest.approx(expected.tolist())
     assert result.best_epoch == min(range(len(result.selection_losses)), key=result.selection_losses.__getitem__)
     assert artifacts.load_torch(layout.model)["epoch"] == result.best_epoch
+
+
+def test_select_on_changes_which_epoch_is_kept_not_what_is_trained(tuned, twitter_dir, tmp_path):
+    params, layout, _ = _selecting_on_twitter(tuned, twitter_dir, tmp_path)
+    stages.train(params, layout, device="cpu")
+    selecting = pd.read_csv(layout.history)
+    stages.train(dataclasses.replace(params, train=dataclasses.replace(params.train, select_on=())), layout,
+                 device="cpu")
+    plain = pd.read_csv(layout.history)
+    pd.testing.assert_frame_equal(selecting[plain.columns], plain)  # every epoch the same, bit for bit
