@@ -142,7 +142,7 @@ MUTATIONS = {
         "tests/unit/data/test_augment.py::test_only_train_samples_get_views_and_each_keeps_its_sources_label_group_and_split",
     ),
     "the drift reference is built from the augmented views too": (
-        "src/mmops/stages/model.py",
+        "src/mmops/data/split_features.py",
         "    return cache, by_split, frame",
         "    return cache, by_split, rows",
         "tests/unit/data/test_augment.py::test_featurize_encodes_the_views_and_train_learns_from_them_but_its_reference_does_not",
