@@ -196,7 +196,7 @@ MUTATIONS = {
         "tests/unit/training/test_finetune.py::test_a_fine_tuning_run_killed_mid_way_and_resumed_ends_as_the_uninterrupted_run",
     ),
     "fine-tuning leaves out the drawing sets' views": (
-        "src/mmops/stages/model.py",
+        "src/mmops/training/finetune.py",
         'if name == "train" and len(drawn):',
         "if False:",
         "tests/unit/training/test_finetune.py::test_fine_tuning_learns_from_a_drawing_sets_views_of_the_training_samples",
