@@ -12,7 +12,8 @@ pyfunc model, with its own encoder) the Twitter renderings of the same test ids
 A setting is `frozen`, or `finetune:<epochs>:<image augmentation strength>` (0: none), either
 optionally followed by `:<drawing sets>` (comma-separated names of `--drawings`; `augment.drawings`): those
 artists' drawings of the training emoji join fine-tuning, so the augment and featurize stages
-run again in the scratch copy (minutes). The Twitter set is never among them. A fine-tuning
+run again in the scratch copy (minutes). The Twitter set is not among them unless `--drawings`
+names it (`twitter=shift/twitter/metadata.csv`: then its style is no longer unseen). A fine-tuning
 setting may end in `:<selection sets>` (names of `shift.sets`; `train.select_on`): those sets'
 drawings of the **val** ids help choose the epoch (`finetune:5:0.5::twitter` without drawings).
 The test ids, which the table reports on, are never among them.

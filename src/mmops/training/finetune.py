@@ -350,9 +350,10 @@ def fit_finetune(train: Split, val: Split, tuned: list[Modality], num_classes: i
             row = {"epoch": epoch, **{k: totals[k] / max(totals["samples"], 1) for k in ("train_loss", "train_align_loss")},
                    **scores, **_select(model, served, select_loaders, select, device)}
             history.append(row)
-            if _selection_loss(row, select) < best["loss"]:
+            loss = _selection_loss(row, select)
+            if loss < best["loss"]:
                 best = {"head": copy.deepcopy(served.state_dict()), "encoders": _weights(model),
-                        "val_features": val_features, "epoch": epoch, "loss": _selection_loss(row, select)}
+                        "val_features": val_features, "epoch": epoch, "loss": loss}
             if checkpoint:
                 checkpoints.save(checkpoint, {
                     "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
