@@ -3,8 +3,6 @@ that its features never pass for the plain encoder's."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -12,7 +10,6 @@ from mmops.config import ModalityParams
 from mmops.features.cache import EncoderMismatch, check_encoders
 from mmops.modalities.image import ImageModality
 
-DATA = Path(__file__).resolve().parents[3] / "data"
 PICTURES = ["images/1f600.png", "images/1f436.png", "images/1f34e.png"]
 
 
@@ -21,12 +18,12 @@ def image(encoder: str) -> ImageModality:
 
 
 @pytest.fixture(scope="module")
-def features() -> dict[str, torch.Tensor]:
+def features(sample_dir) -> dict[str, torch.Tensor]:
     out = {}
     for name in ("efficientnet-lite0", "efficientnet-lite0-multilevel"):
         modality = image(name)
         encode = modality.encoder(torch.device("cpu"), torch.float32)
-        out[name] = encode(PICTURES, batch_size=2, load=lambda p: modality.load(p, DATA))
+        out[name] = encode(PICTURES, batch_size=2, load=lambda p: modality.load(p, sample_dir))
     return out
 
 
