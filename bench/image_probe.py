@@ -33,11 +33,12 @@ from mmops.modalities.image import ImageModality
 STRENGTHS = (0.01, 0.03, 0.1, 0.3)
 
 
-def encode(encoder: str, values: list[str], root: Path) -> np.ndarray:
+def encoding(encoder: str):
+    """`encode(values, root)` with one loaded `<name>@<size>` encoder."""
     name, size = encoder.split("@")
     modality = ImageModality(ModalityParams(name="image", column="image", encoder=name, options={"size": int(size)}))
     featurize = modality.encoder(torch.device("cpu"), torch.float32)
-    return featurize(values, batch_size=64, load=lambda v: modality.load(v, root)).numpy()
+    return lambda values, root: featurize(values, batch_size=64, load=lambda v: modality.load(v, root)).numpy()
 
 
 def probe(x: np.ndarray, y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray):
@@ -67,8 +68,9 @@ def main() -> None:
     rows = []
     for encoder in args.encoders:
         start = time.perf_counter()
-        x = encode(encoder, list(frame["image"]), Path(args.data))
-        tx = {s: encode(encoder, list(twitter.loc[ids, "image"]), Path(args.shift)) for s, ids in drawn.items()}
+        encode = encoding(encoder)  # the weights load once, for the sample and the drawings
+        x = encode(list(frame["image"]), Path(args.data))
+        tx = {s: encode(list(twitter.loc[ids, "image"]), Path(args.shift)) for s, ids in drawn.items()}
         seconds = time.perf_counter() - start
         xp, yp = x[pooled], y[pooled]
         cv = np.mean([probe(xp[f.train], yp[f.train], xp[f.val], yp[f.val]).score(xp[f.test], yp[f.test])
