@@ -1,10 +1,9 @@
 """Data drift: a check of new data against the training data's reference profile
 (`mmops.data.profile`).
 
-`compare` tests a new data version against the profile, on
-the rows the reference has not seen: the reference's own rows, compared with themselves, would
-pull every test towards "no drift". One check per quantity, each with a two-sample test from
-scipy:
+`compare` tests a new data version against the profile, on the rows the reference has not
+seen: the reference's own rows, compared with themselves, would pull every test towards "no
+drift". One check per quantity, each with a two-sample test from scipy:
 
 - labels: a class of the reference that is absent (where `min_class_rows` of it were to be
   expected), or a class it never saw, is named; the mix as a whole is a chi-square

@@ -75,7 +75,7 @@ def score_manifest(params: Params, manifest: Path, ckpt: dict[str, Any], test_id
         raise ValueError(f"{manifest}: no row the model can score ({len(rejects)} rejected, e.g. "
                          f"line {rejects['line'].iloc[0]}: {rejects['reason'].iloc[0]})" if len(rejects) else
                          f"{manifest}: no rows")
-    cache = encode_manifest(params, rows, manifest.parent)
+    cache = encode_manifest(params, rows, manifest.parent, skip=set(ckpt["encoder_weights"]))
     # the model's encoders, not only today's params: the same check evaluate makes
     check_encoders(cache.encoders, ckpt["encoders"], made_by=f"the encoders installed now ({manifest})",
                    expected_by=model_path, ignore=("weights", "dtype", "device"))

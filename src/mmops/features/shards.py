@@ -8,7 +8,7 @@ import dataclasses
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -42,11 +42,14 @@ def local_threads(workers: int, cores: int | None = None) -> int:
 
 
 def encode_shard(params: Params, rows: pd.DataFrame, device: torch.device | str | None = None,
-                 threads: int | None = None, root: Path | None = None) -> FeatureCache:
+                 threads: int | None = None, root: Path | None = None,
+                 skip: Collection[str] = ()) -> FeatureCache:
     """Features of `rows` (a run of the clean manifest, or of the augmented views, whose media
     lie under `root` instead of `data.root`) from each modality's frozen encoder, with each
     encoder's identity. The device (and so the precision) is picked where this runs; `threads`
-    sets torch's threads in this process (a Dask worker's), None leaves them."""
+    sets torch's threads in this process (a Dask worker's), None leaves them. The modalities
+    named in `skip` get their presence and identity but zeros for features, their encoder
+    never run: the caller encodes them itself (a fine-tuned encoder, from the model's weights)."""
     if threads is not None:
         torch.set_num_threads(threads)
     rows = rows.reset_index(drop=True)
@@ -56,7 +59,7 @@ def encode_shard(params: Params, rows: pd.DataFrame, device: torch.device | str 
     for modality in build_modalities(params.modalities):
         mask = torch.tensor([not modality.may_skip(v) for v in rows[modality.name]], dtype=torch.bool)
         out = torch.zeros(len(rows), modality.feature_dim)  # an absent value's features are never used
-        if mask.any():
+        if mask.any() and modality.name not in skip:
             start = time.perf_counter()
             encode = modality.encoder(dev, dtype)
             out[mask] = encode(list(rows.loc[mask.numpy(), modality.name]), batch_size=params.featurize.batch_size,
@@ -86,8 +89,9 @@ def merge(parts: Sequence[FeatureCache]) -> FeatureCache:
     )
 
 
-def encode_manifest(params: Params, rows: pd.DataFrame, root: Path, device: str | None = None) -> FeatureCache:
+def encode_manifest(params: Params, rows: pd.DataFrame, root: Path, device: str | None = None,
+                    skip: Collection[str] = ()) -> FeatureCache:
     """Features of `rows` (media under `root`) from the same encoders, and the same code, as
-    the featurize stage."""
+    the featurize stage (the modalities in `skip` left for the caller to encode, as `encode_shard`)."""
     local = dataclasses.replace(params, data=dataclasses.replace(params.data, root=Path(root)))
-    return encode_shard(local, rows, device)
+    return encode_shard(local, rows, device, skip=skip)

@@ -103,13 +103,15 @@ def finetune_splits(frame: pd.DataFrame, views: pd.DataFrame, data: dict[str, di
 def selection_split(params: Params, manifest: Path, val_ids: set[str], tuned: list[Modality],
                     device: torch.device) -> Split:
     """The rows of a labelled set (`train.select_on`, a manifest of `shift.sets`) whose ids are
-    in the val split, by cleaning's rules, with every modality's features from featurize's code
-    (a tuned modality's are made again each epoch by the encoder being tuned)."""
+    in the val split, by cleaning's rules, with the features of every modality not tuned from
+    featurize's code (a tuned modality's are made each epoch by the encoder being tuned)."""
     rows, _ = read_rows(params, manifest, labels=params.data.labels)
     rows = rows[rows[ID].isin(val_ids)].reset_index(drop=True)
     if rows.empty:
         raise ValueError(f"train.select_on: {manifest} has no usable row with an id of the val split")
-    features, present = encode_manifest(params, rows, manifest.parent, str(device)).align(list(rows[ID]), str(manifest))
+    # the tuned modalities' features come from the encoder being tuned, epoch by epoch (`_encode`)
+    cache = encode_manifest(params, rows, manifest.parent, str(device), skip={m.name for m in tuned})
+    features, present = cache.align(list(rows[ID]), str(manifest))
     classes = list(params.data.labels)
     return Split(ids=list(rows[ID]), values={m.name: list(rows[m.name]) for m in tuned}, features=features,
                  present=present, target=torch.tensor([classes.index(label) for label in rows[LABEL]]),

@@ -93,3 +93,26 @@ def test_featurizing_in_shards_equals_featurizing_in_one(tiny_params, tiny_rows,
     for m in whole.features:
         assert torch.equal(sharded.present[m], whole.present[m])
         torch.testing.assert_close(sharded.features[m], whole.features[m], atol=1e-5, rtol=0)
+
+
+def test_a_skipped_modality_keeps_its_presence_and_identity_but_its_encoder_never_runs(
+        tiny_params, tiny_rows, tmp_path, monkeypatch):
+    # what a fine-tuned model's own encoder encodes (the shift stage, train.select_on) is not
+    # encoded first by the pretrained one for nothing
+    from mmops.modalities.image import ImageModality
+
+    write_manifest(tiny_params.data.manifest, tiny_rows)
+    layout = Layout(tmp_path / "artifacts")
+    stages.clean(tiny_params, layout)
+    frame = artifacts.read_csv(layout.clean_manifest)
+    full = encode_shard(tiny_params, frame, "cpu")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the skipped modality's encoder was built")
+
+    monkeypatch.setattr(ImageModality, "encoder", refuse)
+    skipped = encode_shard(tiny_params, frame, "cpu", skip={"image"})
+    assert skipped.encoders == full.encoders
+    assert torch.equal(skipped.present["image"], full.present["image"]) and full.present["image"].any()
+    assert not skipped.features["image"].any() and skipped.features["image"].shape == full.features["image"].shape
+    assert torch.equal(skipped.features["text"], full.features["text"])

@@ -95,6 +95,32 @@ def test_evaluate_scores_the_test_images_through_the_fine_tuned_encoder(tuned):
     assert answers["confidence_image"].tolist() == pytest.approx(image_only.exp().max(1).values.tolist(), abs=1e-4)
 
 
+def test_the_shift_stage_scores_a_set_through_the_fine_tuned_encoder_alone(tuned, twitter_dir, tmp_path, monkeypatch):
+    from mmops.evaluation.shift import score_manifest
+    from mmops.models.checkpoint import model_from_checkpoint
+    from mmops.modalities.image import ImageModality
+
+    params, layout, _ = tuned
+    ckpt = artifacts.load_torch(layout.model)
+    split = artifacts.read_csv(layout.split_manifest)
+    drawn = subset_of_sample(twitter_dir, tmp_path / "twitter", per_class=4, ids=set(split["sample_id"]))
+    rows = artifacts.read_csv(drawn / "metadata.csv")
+    image = [m for m in modalities_of(params) if m.name == "image"][0]
+    features = image.encoder(CPU, torch.float32, ckpt["encoder_weights"]["image"])(
+        list(rows["image"]), batch_size=16, load=lambda v: image.load(v, drawn))
+    n = len(rows)
+    image_only = predict(model_from_checkpoint(ckpt), {"image": features, "text": torch.zeros(n, 384)}, CPU,
+                         {"image": torch.ones(n, dtype=torch.bool), "text": torch.zeros(n, dtype=torch.bool)})
+    y = torch.tensor([list(params.data.labels).index(label) for label in rows["label"]])
+    built, encoder = [], ImageModality.encoder
+    monkeypatch.setattr(ImageModality, "encoder", lambda self, device, dtype, weights=None:
+                        built.append(weights is not None) or encoder(self, device, dtype, weights))
+    report = score_manifest(params, drawn / "metadata.csv", ckpt, set())
+    assert built == [True]  # the model's own encoder, and the pretrained one not even for nothing
+    assert report["all"]["models"]["image"]["accuracy"] == pytest.approx(
+        float((image_only.log_probs["image"].argmax(1) == y).float().mean()))
+
+
 def test_serving_encodes_with_the_models_own_encoder_and_answers_as_evaluate_does(tuned):
     from mmops.modalities import requests_for
     from mmops.serving.pyfunc import MultimodalClassifier
@@ -306,6 +332,8 @@ def test_select_on_chooses_the_epoch_on_the_val_split_and_a_sets_drawings_of_the
     stages.train(params, layout, device="cpu")
     val_ids = set(split.loc[split["split"] == "val", "sample_id"])
     assert sorted(seen["select"]["twitter"].ids) == sorted(val_ids)  # Twitter drew them all; no train or test id
+    # its pictures are encoded each epoch by the encoder being tuned, never first by the pretrained one
+    assert not seen["select"]["twitter"].features["image"].any() and seen["select"]["twitter"].present["image"].all()
     result = seen["result"]
     assert {"select_twitter_loss", "select_twitter_acc", "select_twitter_acc_image"} <= set(pd.read_csv(layout.history))
     history = pd.DataFrame(result.history)  # unrounded (history.csv keeps 4 decimals)
