@@ -137,9 +137,10 @@ def cross_validated(args, params, layout: Layout) -> None:
     settings = [default, *((m, d) for m in args.methods for d in args.dropouts if (m, d) != default)]
     resamplers = {name: Resampler.of(groups[where], len(where), resamples=2000, seed=0)
                   for name, (_, where) in sets.items()}
-    header = " | ".join(f"{n} fused | {n} image | {n} text | {n} regret | {n} fused − default" for n in sets)
+    header = " | ".join(f"{n} fused | {n} image | {n} text | {n} regret | {n} fused − default"
+                        + ("" if n == "sample" else f" | {n} fused answers changed") for n in sets)
     print(f"| method | modality dropout | {header} |")
-    print("|---|---|" + "---|---|---|---|---|" * len(sets))
+    print("|---|---|" + "---|---|---|---|---|" * len(sets) + "---|" * (len(sets) - 1))
     baseline: dict[tuple, np.ndarray] = {}
     for method, dropout in settings:
         numbers: dict[str, list[list[float]]] = {name: [] for name in sets}
@@ -166,18 +167,22 @@ def cross_validated(args, params, layout: Layout) -> None:
                 reference = baseline.setdefault((name, fold_seed, seed), fused)
                 on = resamplers[name]
                 gains[name].append(on.accuracy(target, fused) - on.accuracy(target, reference))
+                # how many fused answers another drawing of the same sample changes
+                changed = float(np.mean(fused != got["sample"]["fused"].argmax(1)[where]))
                 numbers[name].append([scores["models"][m][k] for m in MODELS for k in ("accuracy", "macro_f1", "ece")]
-                                     + [scores["regret"], float(np.mean(fused == target) - np.mean(reference == target))])
+                                     + [scores["regret"], float(np.mean(fused == target) - np.mean(reference == target)),
+                                        changed])
         cells = []
         for name in sets:
             n = np.mean(numbers[name], axis=0)
             low, high = interval(np.mean(gains[name], axis=0))
             cells += [" / ".join(f"{x:.3f}" for x in n[i:i + 3]) for i in (0, 3, 6)] + [
-                f"{n[9]:+.3f}", f"{n[10]:+.3f} [{low:+.3f}, {high:+.3f}]"]
+                f"{n[9]:+.3f}", f"{n[10]:+.3f} [{low:+.3f}, {high:+.3f}]"] + ([] if name == "sample" else [f"{n[11]:.1%}"])
         print(f"| {method} | {dropout} | " + " | ".join(cells) + " |", flush=True)
     print(f"\n(accuracy / macro-F1 / ECE, each row scored once per fold draw by the fold that held it out, averaged "
           f"over the repeats; fused − default: the fused accuracy minus params.yaml's own setting's ({default[0]}, "
-          f"dropout {default[1]}) on the same rows, with the paired 95% interval from resampling groups)")
+          f"dropout {default[1]}) on the same rows, with the paired 95% interval from resampling groups; fused answers "
+          f"changed: the share of a set's rows whose fused answer differs from the same model's on the sample's drawing)")
 
 if __name__ == "__main__":
     main()
