@@ -46,3 +46,18 @@ def test_retraining_runs_nightly_in_an_explicit_time_zone_one_run_at_a_time():
 
 def test_only_the_retraining_deployment_is_scheduled():
     assert [d["name"] for d in DEPLOYMENTS if d.get("schedules")] == ["retraining"]
+
+
+def test_runs_from_the_repo_root_give_a_fresh_temporary_server_time_to_create_its_database(tmp_path):
+    # prefect.toml, read from the working directory: Prefect's default of 20 s is about what a
+    # fresh PREFECT_HOME's database takes on 2 cores, and a first `make run DATASET=tuxpaint` died of it
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")} | {"PREFECT_HOME": str(tmp_path)}
+    code = ("from prefect.settings import get_current_settings as s; "
+            "print(s().server.ephemeral.startup_timeout_seconds, s().server.analytics_enabled)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=True)
+    timeout, analytics = out.stdout.split()
+    assert int(timeout) >= 60 and analytics == "False"
