@@ -71,6 +71,15 @@ def test_batchnorm_keeps_its_pretrained_statistics(tuned):
     assert stats and all(torch.equal(weights[k], pretrained[k]) for k in stats)
 
 
+def _image_only(ckpt, features: torch.Tensor) -> torch.Tensor:
+    """The model's image-only log-probabilities of `features` (the text masked, as evaluate scores it)."""
+    from mmops.models.checkpoint import model_from_checkpoint
+
+    n = len(features)
+    return predict(model_from_checkpoint(ckpt), {"image": features, "text": torch.zeros(n, 384)}, CPU,
+                   {"image": torch.ones(n, dtype=torch.bool), "text": torch.zeros(n, dtype=torch.bool)}).log_probs["image"]
+
+
 def test_evaluate_scores_the_test_images_through_the_fine_tuned_encoder(tuned):
     params, layout, _ = tuned
     metrics = stages.evaluate(params, layout)
@@ -83,13 +92,8 @@ def test_evaluate_scores_the_test_images_through_the_fine_tuned_encoder(tuned):
     pretrained_features = image.encoder(CPU, torch.float32)(
         list(test["image"]), batch_size=16, load=lambda v: image.load(v, params.data.root))
     assert not torch.allclose(tuned_features, pretrained_features)
-    from mmops.models.checkpoint import model_from_checkpoint
-
-    model = model_from_checkpoint(ckpt)
     y = torch.tensor([list(params.data.labels).index(label) for label in test["label"]])
-    image_only = predict(model, {"image": tuned_features, "text": torch.zeros(len(test), 384)}, CPU,
-                         {"image": torch.ones(len(test), dtype=torch.bool),
-                          "text": torch.zeros(len(test), dtype=torch.bool)}).log_probs["image"]
+    image_only = _image_only(ckpt, tuned_features)
     assert metrics["test"]["image"]["accuracy"] == pytest.approx(float((image_only.argmax(1) == y).float().mean()))
     answers = pd.read_csv(layout.predictions)  # each row's image-only confidence: from the tuned features
     assert answers["confidence_image"].tolist() == pytest.approx(image_only.exp().max(1).values.tolist(), abs=1e-4)
@@ -97,7 +101,6 @@ def test_evaluate_scores_the_test_images_through_the_fine_tuned_encoder(tuned):
 
 def test_the_shift_stage_scores_a_set_through_the_fine_tuned_encoder_alone(tuned, twitter_dir, tmp_path, monkeypatch):
     from mmops.evaluation.shift import score_manifest
-    from mmops.models.checkpoint import model_from_checkpoint
     from mmops.modalities.image import ImageModality
 
     params, layout, _ = tuned
@@ -108,9 +111,7 @@ def test_the_shift_stage_scores_a_set_through_the_fine_tuned_encoder_alone(tuned
     image = [m for m in modalities_of(params) if m.name == "image"][0]
     features = image.encoder(CPU, torch.float32, ckpt["encoder_weights"]["image"])(
         list(rows["image"]), batch_size=16, load=lambda v: image.load(v, drawn))
-    n = len(rows)
-    image_only = predict(model_from_checkpoint(ckpt), {"image": features, "text": torch.zeros(n, 384)}, CPU,
-                         {"image": torch.ones(n, dtype=torch.bool), "text": torch.zeros(n, dtype=torch.bool)})
+    image_only = _image_only(ckpt, features)
     y = torch.tensor([list(params.data.labels).index(label) for label in rows["label"]])
     built, encoder = [], ImageModality.encoder
     monkeypatch.setattr(ImageModality, "encoder", lambda self, device, dtype, weights=None:
@@ -118,7 +119,7 @@ def test_the_shift_stage_scores_a_set_through_the_fine_tuned_encoder_alone(tuned
     report = score_manifest(params, drawn / "metadata.csv", ckpt, set())
     assert built == [True]  # the model's own encoder, and the pretrained one not even for nothing
     assert report["all"]["models"]["image"]["accuracy"] == pytest.approx(
-        float((image_only.log_probs["image"].argmax(1) == y).float().mean()))
+        float((image_only.argmax(1) == y).float().mean()))
 
 
 def test_serving_encodes_with_the_models_own_encoder_and_answers_as_evaluate_does(tuned):
